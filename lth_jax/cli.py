@@ -1,0 +1,168 @@
+"""The ``lth`` command: run, resume, report and list lottery-ticket studies.
+
+    lth run --config=experiments/lenet300.py[:variant] --workdir=DIR [--config.key=value ...]
+    lth resume RUN_DIR
+    lth report RUN_DIR
+    lth ls [WORKDIR]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import ml_collections
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from lth_jax import checkpoint, data
+from lth_jax import config as config_lib
+from lth_jax import run as run_lib
+
+USAGE = __doc__
+
+
+def study_steps(config) -> int:
+  """Training iterations of the whole study (for the overall progress bar)."""
+  arms = len(config_lib.arms_of(config))
+  per_seed = config.num_steps + config.num_levels * arms * (config.num_steps - config.rewind_step)
+  return config.num_seeds * per_seed
+
+
+def done_steps(config, finished) -> int:
+  return sum(
+      config.num_steps - (config.rewind_step if level else 0) for (_, level, _) in finished
+  )
+
+
+def run_study(config, workdir, *, log=print, progress: bool | None = None) -> Path:
+  """Runs or resumes the study of ``config`` under ``workdir``; returns its run directory.
+
+  ``progress``: None shows bars only on a terminal; False never.
+  """
+  from lth_jax import experiment, imp, tables
+  from lth_jax.progress import TqdmProgress
+
+  config_lib.validate(config)
+  run_dir = run_lib.prepare(workdir, config)
+  with run_lib.Lock(run_dir):
+    store = run_lib.DiskStore(run_dir, log=log)
+    for note in store.repair():
+      log(f'repaired: {note}')
+    finished = store.finished()
+    if finished:
+      log(f'resuming {run_dir}: {len(finished)} runs already finished')
+    log(f'loading {config.data.name} ...')
+    study = experiment.build(config)
+    mode = 'vmapped' if study.vmapped else 'one run at a time'
+    log(f'{config.name}: {config.num_seeds} seed(s) x {config.num_levels + 1} levels, '
+        f'arms {",".join(study.arms)}, {mode}; results in {run_dir}')  # fmt: skip
+    bars = TqdmProgress(study_steps(config), done_steps(config, finished),
+                        disable=None if progress is None else not progress)  # fmt: skip
+    try:
+      imp.run_imp(study, store, bars)
+    finally:
+      bars.finish()
+    rows = store.summary()
+  log('\n' + tables.level_table(rows))
+  _write_report(run_dir, log)
+  log(f'\nresults: {run_dir}/summary.csv, curves.csv, layers.csv; report: {run_dir}/report/')
+  return run_dir
+
+
+def _write_report(run_dir: Path, log) -> None:
+  try:
+    from lth_jax import report
+  except ImportError:
+    return
+  try:
+    log(f'report: {report.write_report(run_dir)}')
+  except Exception as e:  # A figure must never cost the results.
+    log(f'warning: the report could not be written ({type(e).__name__}: {e})')
+
+
+def resume(run_dir: Path, log=print) -> Path:
+  cfg = ml_collections.ConfigDict(run_lib.load_config_json(run_dir))
+  _restore_tuples(cfg)
+  expected = run_lib.run_dir_for(run_dir.parent, cfg)
+  if expected.resolve() != run_dir.resolve():
+    raise run_lib.RunError(
+        f'{run_dir} does not match its config.json (expected the name {expected.name}); '
+        'was it renamed or its config edited?'
+    )
+  return run_study(cfg, run_dir.parent, log=log)
+
+
+def _restore_tuples(cfg) -> None:
+  # JSON turns tuples into lists; the config schema uses tuples.
+  cfg.optimizer.milestones = tuple(cfg.optimizer.milestones)
+
+
+def list_runs(workdir: Path) -> str:
+  from lth_jax.run import read_table
+
+  lines = [f'{"run":<40} {"config":<24} {"levels":>9}  state']
+  for run_dir in sorted(p for p in workdir.iterdir() if (p / 'config.json').exists()):
+    cfg = run_lib.load_config_json(run_dir)
+    rows = read_table(run_dir / 'summary.csv')
+    total = cfg['num_levels'] + 1
+    seeds, arms = cfg['num_seeds'], len(config_lib.arms_of(ml_collections.ConfigDict(cfg)))
+    done = sum(
+        1 for level in range(total)
+        if sum(int(r['level']) == level for r in rows) >= seeds * (1 if level == 0 else arms)
+    )  # fmt: skip
+    lines.append(f'{run_dir.name:<40} {cfg["name"]:<24} {done:>4}/{total:<4}  {_state(run_dir, rows, done == total)}')
+  return '\n'.join(lines)
+
+
+def _state(run_dir: Path, rows, complete: bool) -> str:
+  lock = run_lib.Lock(run_dir)
+  if lock.path.exists() and lock._owner_alive():
+    return 'running'
+  if any(r['diverged'] == '1' for r in rows):
+    return 'diverged' if complete else 'failed (diverged runs)'
+  return 'finished' if complete else 'stopped (resume with lth resume)'
+
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Experiment config: path/to/module.py[:variant].')
+flags.DEFINE_string('workdir', 'runs', 'Directory holding run directories.')
+
+
+def _main(argv):
+  logging.set_verbosity(logging.WARNING)  # Orbax reports every save at INFO.
+  command, args = (argv[1], argv[2:]) if len(argv) > 1 else ('help', [])
+  if command == 'run':
+    if FLAGS.config is None:
+      raise app.UsageError('lth run needs --config=experiments/<module>.py[:variant]')
+    run_study(FLAGS.config, FLAGS.workdir)
+  elif command == 'resume' and len(args) == 1:
+    resume(Path(args[0]))
+  elif command == 'report' and len(args) == 1:
+    from lth_jax import report
+
+    print(report.write_report(Path(args[0])))
+  elif command == 'ls' and len(args) <= 1:
+    print(list_runs(Path(args[0] if args else FLAGS.workdir)))
+  else:
+    raise app.UsageError(USAGE)
+
+
+ERRORS = (config_lib.ConfigError, data.DataError, run_lib.RunError, checkpoint.CheckpointError)
+
+
+def main(argv=None):
+  argv = list(sys.argv if argv is None else argv)
+  try:
+    app.run(_main, argv=argv, flags_parser=_parse_flags)
+  except ERRORS as e:
+    print(f'lth: error: {e}', file=sys.stderr)
+    sys.exit(1)
+
+
+def _parse_flags(argv):
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    print(f'lth: error: {e}\n\n{USAGE}', file=sys.stderr)
+    sys.exit(2)

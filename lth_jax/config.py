@@ -1,0 +1,221 @@
+"""The experiment config: its defaults, and validation before any work starts.
+
+Every key is checked here, with one error line naming the key, the value and
+what is allowed, so a typo fails in a second rather than after hours of work.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import ml_collections
+
+from lth_jax import controls, data, models
+
+# Keys that change how a study runs but not its results: left out of the hash
+# that names the run directory, so a study can be resumed with other settings.
+EXECUTION_KEYS = ('parallel', 'max_parallel_runs', 'checkpoint_every')
+
+# Training-set sizes before the validation split, to check sizes up front.
+TRAIN_SIZES = {'mnist': 60_000, 'fashion_mnist': 60_000, 'cifar10': 50_000}
+
+
+class ConfigError(ValueError):
+  """A config value is not allowed. The message is one line naming the key."""
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every key with its default: LeNet-300-100 on MNIST as in the paper."""
+  c = ml_collections.ConfigDict()
+  c.name = 'lenet300'
+  c.seed = 0
+  c.num_seeds = 1
+  c.arms = 'ticket,reinit'
+  c.parallel = 'auto'
+  c.max_parallel_runs = 0
+  c.model = ml_collections.ConfigDict({'name': 'lenet300', 'dropout': 0.0})
+  c.data = ml_collections.ConfigDict({
+      'name': 'mnist', 'validation_size': 5000, 'train_size': 0, 'test_size': 0,
+      'data_dir': '', 'manual_dir': '', 'download': True, 'augment': False,
+  })  # fmt: skip
+  c.optimizer = ml_collections.ConfigDict({
+      'name': 'adam', 'learning_rate': 1.2e-3, 'momentum': 0.9, 'weight_decay': 0.0,
+      'warmup_steps': 0, 'milestones': (), 'decay_factor': 0.1,
+  })  # fmt: skip
+  c.batch_size = 60
+  c.num_steps = 50_000
+  c.eval_every = 100
+  c.eval_batch_size = 1000
+  c.train_eval_size = 5000
+  c.rewind_step = 0
+  c.num_levels = 16
+  c.pruning = ml_collections.ConfigDict({
+      'strategy': 'layerwise', 'iterative': True, 'rate_conv': 0.1, 'rate_dense': 0.2,
+      'rate_output': 0.1, 'rate': 0.2, 'prune_output': False,
+  })  # fmt: skip
+  c.checkpoint_every = 1000
+  return c
+
+
+def _is_int(v):
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v):
+  return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+def _int(lo=None, hi=None):
+  def check(v):
+    return _is_int(v) and (lo is None or v >= lo) and (hi is None or v <= hi)
+
+  where = f'an integer >= {lo}' if hi is None else f'an integer in [{lo}, {hi}]'
+  return check, where
+
+
+def _rate(hi_open=True):
+  return (lambda v: _is_num(v) and 0 <= v < 1), 'a number in [0, 1)'
+
+
+def _choice(options):
+  return (lambda v: isinstance(v, str) and v in options), f'one of {sorted(options)}'
+
+
+def _arms(v):
+  if not isinstance(v, str):
+    return False
+  names = [a.strip() for a in v.split(',')]
+  return all(n in controls.ARMS for n in names) and len(set(names)) == len(names)
+
+
+def _parallel(v):
+  return isinstance(v, bool) or (isinstance(v, str) and v.lower() in ('true', 'false', 'auto'))
+
+
+def _milestones(v):
+  return isinstance(v, tuple | list) and all(_is_int(m) and m > 0 for m in v)
+
+
+_BOOL = (lambda v: isinstance(v, bool), 'true or false')
+_STR = (lambda v: isinstance(v, str), 'a string')
+
+SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
+    'name': ((lambda v: isinstance(v, str) and v.replace('-', '').replace('_', '').isalnum()),
+             'a non-empty name of letters, digits, - and _'),
+    'seed': _int(0),
+    'num_seeds': _int(1, 10_000),
+    'arms': (_arms, f'a comma-separated list of distinct arms from {list(controls.ARMS)}'),
+    'parallel': (_parallel, "'true', 'false' or 'auto'"),
+    'max_parallel_runs': _int(0),
+    'model.name': _choice(set(models.MODELS)),
+    'model.dropout': _rate(),
+    'data.name': _choice(set(data.DATASETS)),
+    'data.validation_size': _int(1),
+    'data.train_size': _int(0),
+    'data.test_size': _int(0),
+    'data.data_dir': _STR,
+    'data.manual_dir': _STR,
+    'data.download': _BOOL,
+    'data.augment': _BOOL,
+    'optimizer.name': _choice({'adam', 'sgd'}),
+    'optimizer.learning_rate': ((lambda v: _is_num(v) and 0 < v <= 10), 'a number in (0, 10]'),
+    'optimizer.momentum': _rate(),
+    'optimizer.weight_decay': ((lambda v: _is_num(v) and 0 <= v < 1), 'a number in [0, 1)'),
+    'optimizer.warmup_steps': _int(0),
+    'optimizer.milestones': (_milestones, 'a tuple of positive iteration numbers'),
+    'optimizer.decay_factor': ((lambda v: _is_num(v) and 0 < v <= 1), 'a number in (0, 1]'),
+    'batch_size': _int(1),
+    'num_steps': _int(1),
+    'eval_every': _int(1),
+    'eval_batch_size': _int(1),
+    'train_eval_size': _int(1),
+    'rewind_step': _int(0),
+    'num_levels': _int(0, 200),
+    'pruning.strategy': _choice({'layerwise', 'global'}),
+    'pruning.iterative': _BOOL,
+    'pruning.rate_conv': _rate(),
+    'pruning.rate_dense': _rate(),
+    'pruning.rate_output': _rate(),
+    'pruning.rate': _rate(),
+    'pruning.prune_output': _BOOL,
+    'checkpoint_every': _int(0),
+}  # fmt: skip
+
+
+def flatten(tree: Mapping, prefix: str = '') -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, Mapping | ml_collections.ConfigDict):
+      flat.update(flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def _error(key, value, allowed):
+  return ConfigError(f'config.{key}={value!r} is not allowed: expected {allowed}.')
+
+
+def validate(config) -> None:
+  """Raises ``ConfigError`` (one line) for the first bad key of ``config``."""
+  if not isinstance(config, Mapping | ml_collections.ConfigDict):
+    raise ConfigError(f'the config must be a ConfigDict, got {type(config).__name__}.')
+  flat = flatten(config.to_dict() if hasattr(config, 'to_dict') else config)
+  for key in flat:
+    if key not in SCHEMA:
+      raise ConfigError(f'config.{key} is not a known key; known keys: {", ".join(SCHEMA)}.')
+  for key, (check, allowed) in SCHEMA.items():
+    if key not in flat:
+      raise ConfigError(f'config.{key} is missing: expected {allowed}.')
+    if not check(flat[key]):
+      raise _error(key, flat[key], allowed)
+  _check_relations(flat)
+
+
+def _check_relations(c: dict[str, Any]) -> None:
+  if c['rewind_step'] >= c['num_steps']:
+    raise _error('rewind_step', c['rewind_step'], f'an iteration before num_steps={c["num_steps"]}')
+  available = c['data.train_size'] or TRAIN_SIZES[c['data.name']]
+  if c['data.train_size'] > TRAIN_SIZES[c['data.name']]:
+    raise _error('data.train_size', c['data.train_size'],
+                 f'0 (all) or at most {TRAIN_SIZES[c["data.name"]]} for {c["data.name"]}')
+  if c['data.validation_size'] >= available:
+    raise _error('data.validation_size', c['data.validation_size'],
+                 f'fewer than the {available} training examples')
+  train_size = available - c['data.validation_size']
+  if c['batch_size'] > train_size:
+    raise _error('batch_size', c['batch_size'],
+                 f'at most the {train_size} training examples left after validation')
+  if c['checkpoint_every'] % c['eval_every']:
+    raise _error('checkpoint_every', c['checkpoint_every'],
+                 f'0 or a multiple of eval_every={c["eval_every"]}')
+  if c['pruning.strategy'] == 'global' and c['pruning.rate'] == 0 and c['num_levels'] > 0:
+    raise _error('pruning.rate', 0.0, 'a positive rate for global pruning')  # fmt: skip
+
+
+def parallel_mode(config) -> str:
+  """'true', 'false' or 'auto' from the config's ``parallel`` value."""
+  value = config.parallel
+  return str(value).lower() if not isinstance(value, bool) else ('true' if value else 'false')
+
+
+def arms_of(config) -> list[str]:
+  """The arms of a study; 'ticket' always runs, first."""
+  arms = [a.strip() for a in config.arms.split(',')]
+  return ['ticket'] + [a for a in arms if a != 'ticket']
+
+
+def to_json(config) -> str:
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)
+
+
+def study_hash(config) -> str:
+  """Names a study's results: the config less the execution-only keys."""
+  import hashlib
+
+  d = {k: v for k, v in flatten(config.to_dict()).items() if k not in EXECUTION_KEYS}
+  d = {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+  return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]
