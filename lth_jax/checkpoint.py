@@ -17,8 +17,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-# Orbax writes this file last, when a checkpoint is complete.
+# Every checkpoint holds this file, the temporary directory of an unfinished one too.
 _COMPLETE_MARKER = '_CHECKPOINT_METADATA'
+# Orbax writes into '<path><suffix>' and renames it to '<path>' when complete.
+TMP_SUFFIX = '.orbax-checkpoint-tmp'
 
 
 class CheckpointError(RuntimeError):
@@ -26,8 +28,20 @@ class CheckpointError(RuntimeError):
 
 
 def exists(path: str | os.PathLike) -> bool:
-  """True when ``path`` holds a finished checkpoint."""
-  return (Path(path) / _COMPLETE_MARKER).is_file()
+  """True when ``path`` holds a finished checkpoint (not Orbax's temporary directory)."""
+  path = Path(path)
+  return not is_partial(path) and (path / _COMPLETE_MARKER).is_file()
+
+
+def is_partial(path: str | os.PathLike) -> bool:
+  """True for Orbax's temporary directory of a checkpoint that was never finished."""
+  return TMP_SUFFIX in Path(path).name
+
+
+def partial_checkpoints(root: str | os.PathLike) -> list[Path]:
+  """The unfinished checkpoints under ``root`` (left by a crash or a full disk)."""
+  root = Path(root)
+  return sorted(p for p in root.rglob(f'*{TMP_SUFFIX}*') if p.is_dir()) if root.is_dir() else []
 
 
 def save(path: str | os.PathLike, tree) -> None:
@@ -39,10 +53,12 @@ def save(path: str | os.PathLike, tree) -> None:
     with ocp.StandardCheckpointer() as checkpointer:
       checkpointer.save(path, tree, force=True)
       checkpointer.wait_until_finished()
-  except OSError as e:
+  except Exception as e:  # A full disk surfaces as OSError or as TensorStore's ValueError.
+    for partial in path.parent.glob(f'{path.name}{TMP_SUFFIX}*'):
+      remove(partial)
     raise CheckpointError(
-        f'could not write checkpoint {path}: {e}. Free disk space or choose another '
-        '--workdir; finished levels already on disk are kept.'
+        f'could not write checkpoint {path} ({type(e).__name__}: {_one_line(e)}). Free disk '
+        'space or choose another --workdir, then rerun: finished runs on disk are kept.'
     ) from e
 
 
@@ -63,10 +79,14 @@ def load(path: str | os.PathLike, like=None):
       restored = checkpointer.restore(path, target)
   except Exception as e:  # Orbax/TensorStore raise many types for damaged files.
     raise CheckpointError(
-        f'checkpoint {path} is corrupt or incomplete ({type(e).__name__}: '
-        f'{str(e)[:300]}). Delete that directory to recompute it.'
+        f'checkpoint {path} is corrupt or incomplete ({type(e).__name__}: {_one_line(e)}).'
     ) from e
   return jax.tree.map(np.asarray, restored)
+
+
+def _one_line(error: Exception, limit: int = 300) -> str:
+  text = ' '.join(str(error).split())
+  return text if len(text) <= limit else text[: limit - 3] + '...'
 
 
 def remove(path: str | os.PathLike) -> None:

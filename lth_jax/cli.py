@@ -4,6 +4,8 @@
     lth resume RUN_DIR
     lth report RUN_DIR
     lth ls [WORKDIR]
+
+Run `lth COMMAND --help` for what a command does and its options.
 """
 
 from __future__ import annotations
@@ -20,6 +22,42 @@ from lth_jax import config as config_lib
 from lth_jax import run as run_lib
 
 USAGE = __doc__
+
+COMMANDS = {
+    'run': """usage: lth run --config=PATH.py[:VARIANT] [--workdir=DIR] [--config.KEY=VALUE ...]
+
+Runs a study: the dense network (level 0), then each pruning level with every arm,
+and prints a table per level. Results go to WORKDIR/<name>-<hash>/ (summary.csv,
+curves.csv, layers.csv, checkpoints/, report/). Running the same config again
+resumes it: finished runs are never recomputed.
+
+options:
+  --config=PATH.py[:VARIANT]  experiment config file and its variant,
+                              e.g. experiments/lenet300.py:smoke
+  --config.KEY=VALUE          override one config key, e.g. --config.num_seeds=3
+                              or --config.data.data_dir=/path/to/tfds
+  --workdir=DIR               directory holding run directories (default: runs)
+""",
+    'resume': """usage: lth resume RUN_DIR
+
+Continues an interrupted study from its run directory, with the config saved in
+RUN_DIR/config.json. Finished runs are kept; a half-trained run restarts from its
+last mid-level checkpoint.
+""",
+    'report': """usage: lth report RUN_DIR
+
+Writes RUN_DIR/report/index.html and report.md with their figures (accuracy and
+early-stopping iteration vs weights remaining, training curves, weights per
+layer, initial weights). Works on unfinished runs too. Prints the path of
+index.html.
+""",
+    'ls': """usage: lth ls [WORKDIR]
+
+Lists the run directories under WORKDIR (default: --workdir, i.e. runs): config
+name, levels done/total and state (running, finished, stopped, diverged).
+""",
+}
+HELP_FLAGS = ('-h', '-help', '--help', '--helpshort')
 
 
 def study_steps(config) -> int:
@@ -129,12 +167,36 @@ config_flags.DEFINE_config_file('config', None, 'Experiment config: path/to/modu
 flags.DEFINE_string('workdir', 'runs', 'Directory holding run directories.')
 
 
+def _usage_error(message: str, command: str | None = None):
+  """Exits with status 2 after a one-line error and the usage (no traceback)."""
+  print(f'lth: error: {message}\n\n{COMMANDS.get(command, USAGE)}', file=sys.stderr)
+  sys.exit(2)
+
+
+def _help_text(args: list[str]) -> str | None:
+  """The usage ``args`` (argv less the program) ask for, or None when they ask for none."""
+  if args[:1] == ['help']:
+    topic = args[1] if len(args) > 1 else None
+    if topic is not None and topic not in COMMANDS:
+      _usage_error(f'no help for unknown command {topic!r}; commands: {", ".join(COMMANDS)}')
+    return COMMANDS.get(topic, USAGE)
+  if not any(a in HELP_FLAGS for a in args):
+    return None
+  return COMMANDS.get(next((a for a in args if a in COMMANDS), None), USAGE)
+
+
 def _main(argv):
   logging.set_verbosity(logging.WARNING)  # Orbax reports every save at INFO.
-  command, args = (argv[1], argv[2:]) if len(argv) > 1 else ('help', [])
+  if len(argv) < 2:
+    _usage_error('no command given')
+  command, args = argv[1], argv[2:]
+  if command not in COMMANDS:
+    _usage_error(f'unknown command {command!r}; commands: {", ".join(COMMANDS)}')
   if command == 'run':
     if FLAGS.config is None:
-      raise app.UsageError('lth run needs --config=experiments/<module>.py[:variant]')
+      _usage_error('lth run needs --config=experiments/<module>.py[:variant]', 'run')
+    if args:
+      _usage_error(f'lth run takes no arguments besides flags, got {" ".join(args)}', 'run')
     run_study(FLAGS.config, FLAGS.workdir)
   elif command == 'resume' and len(args) == 1:
     resume(Path(args[0]))
@@ -143,9 +205,13 @@ def _main(argv):
 
     print(report.write_report(Path(args[0])))
   elif command == 'ls' and len(args) <= 1:
-    print(list_runs(Path(args[0] if args else FLAGS.workdir)))
+    workdir = Path(args[0] if args else FLAGS.workdir)
+    if not workdir.is_dir():
+      raise run_lib.RunError(f'{workdir} is not a directory; pass the --workdir of `lth run`.')
+    print(list_runs(workdir))
   else:
-    raise app.UsageError(USAGE)
+    wanted = 'at most one WORKDIR' if command == 'ls' else 'one RUN_DIR'
+    _usage_error(f'lth {command} takes {wanted}, got {len(args)} arguments', command)
 
 
 ERRORS = (config_lib.ConfigError, data.DataError, run_lib.RunError, checkpoint.CheckpointError)
@@ -153,6 +219,10 @@ ERRORS = (config_lib.ConfigError, data.DataError, run_lib.RunError, checkpoint.C
 
 def main(argv=None):
   argv = list(sys.argv if argv is None else argv)
+  text = _help_text(argv[1:])
+  if text is not None:  # Before absl, whose --help shows only its own flags and exits 1.
+    print(text)
+    return
   try:
     app.run(_main, argv=argv, flags_parser=_parse_flags)
   except ERRORS as e:

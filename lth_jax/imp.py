@@ -34,8 +34,8 @@ SUMMARY_COLUMNS = (
     'val_accuracy_at_early_stop', 'test_accuracy_at_early_stop', 'train_accuracy_at_early_stop',
     'final_test_accuracy', 'final_step', 'diverged', 'diverged_step',
 )  # fmt: skip
-CURVE_COLUMNS = ("seed", "level", "arm", "step", *EVAL_METRICS)
-LAYER_COLUMNS = ("seed", "level", "arm", "layer", "kept", "total", "fraction")
+CURVE_COLUMNS = ('seed', 'level', 'arm', 'step', *EVAL_METRICS)
+LAYER_COLUMNS = ('seed', 'level', 'arm', 'layer', 'kept', 'total', 'fraction')
 
 
 class Store(Protocol):
@@ -48,6 +48,7 @@ class Store(Protocol):
   def finished(self) -> dict[tuple[int, int, str], bool]:
     """{(seed, level, arm): diverged} of the runs already recorded."""
     ...
+
   def record(
     self, summary: dict, curves: list[dict], layers: list[dict], seconds: float
   ) -> None: ...
@@ -76,7 +77,7 @@ class MemoryStore:
     self.trees.pop(name, None)
 
   def finished(self):
-    return {(r["seed"], r["level"], r["arm"]) for r in self.summary}
+    return {(r['seed'], r['level'], r['arm']): bool(r['diverged']) for r in self.summary}
 
   def record(self, summary, curves, layers, seconds):
     del seconds
@@ -112,7 +113,7 @@ class Run:
 
   @property
   def name(self) -> str:
-    return f"seed_{self.seed}/level_{self.level}/{self.arm}"
+    return f'seed_{self.seed}/level_{self.level}/{self.arm}'
 
 
 @dataclasses.dataclass
@@ -190,18 +191,18 @@ def early_stop(steps: np.ndarray, metrics: np.ndarray) -> dict[str, float]:
   """
   col = {name: i for i, name in enumerate(EVAL_METRICS)}
   finite = np.all(np.isfinite(metrics), axis=1)
-  val_loss = np.where(finite, metrics[:, col["val_loss"]], np.inf)
+  val_loss = np.where(finite, metrics[:, col['val_loss']], np.inf)
   best = int(np.argmin(val_loss))  # First minimum: the earliest such iteration.
   last = int(np.max(np.nonzero(finite)[0])) if finite.any() else best
   row = metrics[best]
   return {
-    "early_stop_step": int(steps[best]),
-    "val_loss_at_early_stop": float(row[col["val_loss"]]),
-    "val_accuracy_at_early_stop": float(row[col["val_accuracy"]]),
-    "test_accuracy_at_early_stop": float(row[col["test_accuracy"]]),
-    "train_accuracy_at_early_stop": float(row[col["train_accuracy"]]),
-    "final_test_accuracy": float(metrics[last, col["test_accuracy"]]),
-    "final_step": int(steps[last]),
+    'early_stop_step': int(steps[best]),
+    'val_loss_at_early_stop': float(row[col['val_loss']]),
+    'val_accuracy_at_early_stop': float(row[col['val_accuracy']]),
+    'test_accuracy_at_early_stop': float(row[col['test_accuracy']]),
+    'train_accuracy_at_early_stop': float(row[col['train_accuracy']]),
+    'final_test_accuracy': float(metrics[last, col['test_accuracy']]),
+    'final_step': int(steps[last]),
   }
 
 
@@ -225,7 +226,7 @@ class RunResult:
 
 def _progress_name(runs: Sequence[Run]) -> str:
   level = runs[0].level
-  return f"progress/level_{level}/" + "+".join(f"{r.seed}-{r.arm}" for r in runs)
+  return f'progress/level_{level}/' + '+'.join(f'{r.seed}-{r.arm}' for r in runs)
 
 
 def train_group(
@@ -242,7 +243,7 @@ def train_group(
   """
   began = time.perf_counter()
   vmapped = study.vmapped
-  assert vmapped or len(runs) == 1, "sequential groups hold one run"
+  assert vmapped or len(runs) == 1, 'sequential groups hold one run'
   num_real = len(runs)
   runs, starts = _pad(study, list(runs), list(starts))
   steps_fn, eval_fn = train_lib.compiled(study.task, vmapped=vmapped)
@@ -274,7 +275,7 @@ def train_group(
     if record.all_diverged():
       break
     if study.checkpoint_every and step % study.checkpoint_every == 0 and step < study.num_steps:
-      store.save(name, {"state": state, "record": record.to_tree()})
+      store.save(name, {'state': state, 'record': record.to_tree()})
   progress.close()
   seconds = (time.perf_counter() - began) / num_real
   finals = _unstack(jax.device_get(state), len(runs)) if vmapped else [jax.device_get(state)]
@@ -288,7 +289,7 @@ def _pad(study: Study, runs: list[Run], starts: list[TrainState]):
 
   The copies' results are dropped by ``train_group``; nothing is lost silently.
   """
-  multiple = getattr(study.shard, "multiple", 1)
+  multiple = getattr(study.shard, 'multiple', 1)
   extra = -len(runs) % multiple if study.vmapped else 0
   return runs + [runs[-1]] * extra, starts + [starts[-1]] * extra
 
@@ -296,22 +297,22 @@ def _pad(study: Study, runs: list[Run], starts: list[TrainState]):
 def _describe(runs: Sequence[Run]) -> str:
   if len(runs) == 1:
     r = runs[0]
-    return f"level {r.level} seed {r.seed} {r.arm}"
-  return f"level {runs[0].level}: {len(runs)} runs"
+    return f'level {r.level} seed {r.seed} {r.arm}'
+  return f'level {runs[0].level}: {len(runs)} runs'
 
 
 def _save_rewind(study: Study, store: Store, runs: Sequence[Run], state) -> None:
   host = jax.device_get(state)
   states = _unstack(host, len(runs)) if study.vmapped else [host]
   for run, s in zip(runs, states, strict=False):
-    store.save(f"seed_{run.seed}/rewind", s)
+    store.save(f'seed_{run.seed}/rewind', s)
 
 
 def _resume(study: Study, store: Store, name: str, state, record: _Recorder):
   """The group's state from its mid-level checkpoint; fills ``record``."""
-  saved = store.load(name, like={"state": state, "record": record.to_tree()})
-  record.load_tree(saved["record"])
-  restored = jax.tree.map(lambda s, x: np.asarray(s, dtype=x.dtype), saved["state"], state)
+  saved = store.load(name, like={'state': state, 'record': record.to_tree()})
+  record.load_tree(saved['record'])
+  restored = jax.tree.map(lambda s, x: np.asarray(s, dtype=x.dtype), saved['state'], state)
   return study.shard(restored) if study.vmapped else restored
 
 
@@ -356,12 +357,12 @@ class _Recorder:
     return self.steps[: self.count].copy(), self.metrics[: self.count, i].copy(), diverged_step
 
   def to_tree(self):
-    return {"count": np.int64(self.count), "steps": self.steps, "metrics": self.metrics}
+    return {'count': np.int64(self.count), 'steps': self.steps, 'metrics': self.metrics}
 
   def load_tree(self, tree) -> None:
-    self.count = int(tree["count"])
-    self.steps = np.asarray(tree["steps"], np.int64)
-    self.metrics = np.asarray(tree["metrics"], np.float32)
+    self.count = int(tree['count'])
+    self.steps = np.asarray(tree['steps'], np.int64)
+    self.metrics = np.asarray(tree['metrics'], np.float32)
 
 
 def control_key(study: Study, seed: int, level: int, arm: str):
@@ -372,26 +373,26 @@ def control_key(study: Study, seed: int, level: int, arm: str):
 
 def level_masks(study: Study, store: Store, seed: int, level: int):
   """The ticket's masks at ``level``: pruned from the last level's trained ticket."""
-  name = f"seed_{seed}/level_{level}/masks"
+  name = f'seed_{seed}/level_{level}/masks'
   like = study.state_like().masks
   if store.has(name):
     return store.load(name, like=like)
   if level == 0:
     masks = masks_lib.ones_like(like)
   elif study.iterative:
-    trained = store.load(f"seed_{seed}/level_{level - 1}/ticket", like=_final_like(study))
+    trained = store.load(f'seed_{seed}/level_{level - 1}/ticket', like=_final_like(study))
     previous = level_masks(study, store, seed, level - 1)
-    masks = study.prune(trained["params"], previous, 1)
+    masks = study.prune(trained['params'], previous, 1)
   else:  # One-shot: prune the dense trained network straight to this level's sparsity.
-    trained = store.load(f"seed_{seed}/level_0/ticket", like=_final_like(study))
-    masks = study.prune(trained["params"], masks_lib.ones_like(like), level)
+    trained = store.load(f'seed_{seed}/level_0/ticket', like=_final_like(study))
+    masks = study.prune(trained['params'], masks_lib.ones_like(like), level)
   store.save(name, masks)
   return masks
 
 
 def _final_like(study: Study):
   like = study.state_like()
-  return {"params": like.params, "model_state": like.model_state}
+  return {'params': like.params, 'model_state': like.model_state}
 
 
 def start_states(study: Study, store: Store, runs: Sequence[Run]) -> list[TrainState]:
@@ -401,12 +402,12 @@ def start_states(study: Study, store: Store, runs: Sequence[Run]) -> list[TrainS
     if run.level == 0:
       state = study.initial_state(run.seed)
       store.save(
-        f"seed_{run.seed}/init", {"params": state.params, "model_state": state.model_state}
+        f'seed_{run.seed}/init', {'params': state.params, 'model_state': state.model_state}
       )
       if study.rewind_step == 0:
-        store.save(f"seed_{run.seed}/rewind", state)
+        store.save(f'seed_{run.seed}/rewind', state)
     else:
-      state_k = store.load(f"seed_{run.seed}/rewind", like=study.state_like())
+      state_k = store.load(f'seed_{run.seed}/rewind', like=study.state_like())
       masks = level_masks(study, store, run.seed, run.level)
       control = study.controls()[run.arm]
       state = control(state_k, masks, control_key(study, run.seed, run.level, run.arm))
@@ -417,24 +418,24 @@ def start_states(study: Study, store: Store, runs: Sequence[Run]) -> list[TrainS
 def finish(study: Study, store: Store, result: RunResult) -> dict:
   """Saves a trained run's params and records its rows; returns the summary row."""
   run, state = result.run, result.state
-  store.save(run.name, {"params": state.params, "model_state": state.model_state})
+  store.save(run.name, {'params': state.params, 'model_state': state.model_state})
   counts = masks_lib.layer_counts(state.masks)
   summary = {
-    "seed": run.seed,
-    "level": run.level,
-    "arm": run.arm,
-    "weights_remaining": masks_lib.fraction_remaining(state.masks),
+    'seed': run.seed,
+    'level': run.level,
+    'arm': run.arm,
+    'weights_remaining': masks_lib.fraction_remaining(state.masks),
     **early_stop(result.steps, result.metrics),
-    "diverged": int(result.diverged_step >= 0),
-    "diverged_step": result.diverged_step if result.diverged_step >= 0 else "",
+    'diverged': int(result.diverged_step >= 0),
+    'diverged_step': result.diverged_step if result.diverged_step >= 0 else '',
   }
-  base = {"seed": run.seed, "level": run.level, "arm": run.arm}
+  base = {'seed': run.seed, 'level': run.level, 'arm': run.arm}
   curves = [
-    {**base, "step": int(s), **{m: float(v) for m, v in zip(EVAL_METRICS, row, strict=True)}}
+    {**base, 'step': int(s), **{m: float(v) for m, v in zip(EVAL_METRICS, row, strict=True)}}
     for s, row in zip(result.steps, result.metrics, strict=True)
   ]
   layers = [
-    {**base, "layer": layer, "kept": kept, "total": total, "fraction": kept / total}
+    {**base, 'layer': layer, 'kept': kept, 'total': total, 'fraction': kept / total}
     for layer, (kept, total) in counts.items()
   ]
   store.record(summary, curves, layers, result.seconds)
@@ -444,7 +445,7 @@ def finish(study: Study, store: Store, result: RunResult) -> dict:
 def pending_runs(study: Study, store: Store, level: int) -> list[Run]:
   """The runs of ``level`` not yet finished, in (seed, arm) order."""
   done = store.finished()
-  arms = ["ticket"] if level == 0 else list(study.arms)
+  arms = ['ticket'] if level == 0 else list(study.arms)
   runs = []
   for seed in study.seeds:
     if level > 0 and done.get((seed, level - 1, 'ticket'), True):
@@ -474,4 +475,3 @@ def run_imp(study: Study, store: Store | None = None, progress: Progress | None 
         finish(study, store, result)
       store.delete(_progress_name(group))
   return store
-

@@ -219,7 +219,9 @@ def compiled(task: Task, *, vmapped: bool) -> tuple[Callable, Callable]:
   """(train_steps, evaluate_all) jitted for ``task``, optionally vmapped over runs.
 
   Cached per task, so every level (new masks, rewound params) reuses the same
-  compiled programs. Vmapped versions take a leading run axis on the state and
+  compiled programs. The train function donates its input state (its buffers
+  are reused for the output): keep a copy (``jax.device_get(state)``) of a state
+  you still need, such as θk. Vmapped versions take a leading run axis on the state and
   the data keys; the data itself is shared.
   """
   steps = functools.partial(train_steps, task)

@@ -1,0 +1,94 @@
+"""Writes small datasets in the real raw formats (gzipped IDX, CIFAR-10 python pickles).
+
+Each writer returns the arrays it wrote, so tests can compare what ``load``
+reads back pixel for pixel.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import pickle
+import struct
+import tarfile
+
+import numpy as np
+
+IDX_NAMES = {
+  'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
+  'test': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz'),
+}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+  """The IDX encoding of a uint8 array: magic 0x0000 08 <ndim>, big-endian dims, data."""
+  array = np.ascontiguousarray(array, dtype=np.uint8)
+  header = struct.pack('>I', 0x0800 | array.ndim) + struct.pack(f'>{array.ndim}I', *array.shape)
+  return header + array.tobytes()
+
+
+def write_idx_dataset(directory, *, num_train: int, num_test: int, seed: int = 0) -> dict:
+  """Writes the four MNIST-format ``*-ubyte.gz`` files (28x28 images) into ``directory``.
+
+  Returns:
+    {'train': (images [N, 28, 28, 1] uint8, labels [N] int), 'test': (...)}.
+  """
+  os.makedirs(directory, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  written = {}
+  for split, n in (('train', num_train), ('test', num_test)):
+    images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=(n,), dtype=np.uint8)
+    images_name, labels_name = IDX_NAMES[split]
+    for name, array in ((images_name, images), (labels_name, labels)):
+      with gzip.open(os.path.join(directory, name), 'wb') as f:
+        f.write(idx_bytes(array))
+    written[split] = (images[..., None], labels.astype(np.int64))
+  return written
+
+
+def _cifar_batch(rng, n: int) -> tuple[dict, np.ndarray, np.ndarray]:
+  images = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+  labels = rng.integers(0, 10, size=(n,)).tolist()
+  # The real layout: each row is 1024 red, then 1024 green, then 1024 blue bytes.
+  data = images.transpose(0, 3, 1, 2).reshape(n, 3072)
+  batch = {b'batch_label': b'fake', b'labels': labels, b'data': data, b'filenames': []}
+  return batch, images, np.asarray(labels, np.int64)
+
+
+def write_cifar10(
+  directory, *, num_train_per_batch: int, num_test: int, as_archive: bool, seed: int = 0
+) -> dict:
+  """Writes CIFAR-10 python batches: ``directory/cifar-10-batches-py/`` or its ``.tar.gz``.
+
+  Returns:
+    {'train': (images [5 * num_train_per_batch, 32, 32, 3] uint8, labels), 'test': (...)}.
+  """
+  os.makedirs(directory, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  files, train = {}, []
+  for i in range(1, 6):
+    batch, images, labels = _cifar_batch(rng, num_train_per_batch)
+    files[f'data_batch_{i}'] = pickle.dumps(batch, protocol=2)
+    train.append((images, labels))
+  batch, test_images, test_labels = _cifar_batch(rng, num_test)
+  files['test_batch'] = pickle.dumps(batch, protocol=2)
+  files['batches.meta'] = pickle.dumps({b'label_names': [b'c%d' % i for i in range(10)]})
+
+  if as_archive:
+    with tarfile.open(os.path.join(directory, 'cifar-10-python.tar.gz'), 'w:gz') as tar:
+      for name, raw in files.items():
+        info = tarfile.TarInfo(f'cifar-10-batches-py/{name}')
+        info.size = len(raw)
+        tar.addfile(info, io.BytesIO(raw))
+  else:
+    batches_dir = os.path.join(directory, 'cifar-10-batches-py')
+    os.makedirs(batches_dir, exist_ok=True)
+    for name, raw in files.items():
+      with open(os.path.join(batches_dir, name), 'wb') as f:
+        f.write(raw)
+  return {
+    'train': (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])),
+    'test': (test_images, test_labels),
+  }
