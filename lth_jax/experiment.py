@@ -106,7 +106,7 @@ def build(config, dataset: data_lib.Dataset | None = None) -> imp.Study:
   input_shape = tuple(train_x.shape[1:])
   params_like = jax.eval_shape(lambda: train_lib.init_variables(model, jax.random.key(0), input_shape)[0])
   vmapped = parallel.use_vmap(config)
-  return imp.Study(
+  study = imp.Study(
       task=task,
       train=train_lib.DataArrays(jax.device_put(train_x), jax.device_put(train_y.astype(np.int32))),
       eval_splits=splits,
@@ -124,3 +124,17 @@ def build(config, dataset: data_lib.Dataset | None = None) -> imp.Study:
       iterative=config.pruning.iterative,
       shard=parallel.sharder() if vmapped else (lambda tree: tree),
   )
+  if vmapped:
+    study.group_size = _runs_per_call(study, config.max_parallel_runs)
+  return study
+
+
+def _runs_per_call(study: imp.Study, requested: int) -> int:
+  """Splits a level into calls that fit in device memory (see ``parallel``)."""
+  available = parallel.device_memory_bytes()
+  if available is None:
+    return requested
+  steps, _ = train_lib.compiled(study.task, vmapped=False)
+  data_key = jax.eval_shape(lambda: study.keys(0)[1])
+  per_run = parallel.bytes_per_run(steps, study.state_like(), study.train, data_key, study.eval_every)
+  return parallel.runs_per_call(per_run, available, study.shard.multiple, requested)

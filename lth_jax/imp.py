@@ -206,6 +206,15 @@ def early_stop(steps: np.ndarray, metrics: np.ndarray) -> dict[str, float]:
   }
 
 
+def to_host(tree):
+  """Numpy copies of (possibly sharded, possibly multi-process) arrays."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.device_get(tree)
+
+
 def _stack(trees):
   return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
@@ -257,10 +266,11 @@ def train_group(
   extra = [study.rewind_step] if runs[0].level == 0 else []
   capacity = 1 + len(boundaries(first, study.num_steps, eval_every=study.eval_every))
   record = _Recorder(len(runs), capacity)
-  if store.has(name):
-    state = _resume(study, store, name, state, record)
-  else:
+  restored = _resume(study, store, name, state, record) if store.has(name) else None
+  if restored is None:
     record.add(first, eval_fn(state, study.eval_splits))
+  else:
+    state = restored
   step = record.last_step
   progress.start(_describe(runs[:num_real]), study.num_steps - step)
   for end in boundaries(step, study.num_steps, eval_every=study.eval_every, extra=extra):
@@ -278,7 +288,7 @@ def train_group(
       store.save(name, {'state': state, 'record': record.to_tree()})
   progress.close()
   seconds = (time.perf_counter() - began) / num_real
-  finals = _unstack(jax.device_get(state), len(runs)) if vmapped else [jax.device_get(state)]
+  finals = _unstack(to_host(state), len(runs)) if vmapped else [to_host(state)]
   return [
     RunResult(run, finals[i], *record.of_run(i), seconds) for i, run in enumerate(runs[:num_real])
   ]
@@ -302,15 +312,18 @@ def _describe(runs: Sequence[Run]) -> str:
 
 
 def _save_rewind(study: Study, store: Store, runs: Sequence[Run], state) -> None:
-  host = jax.device_get(state)
+  host = to_host(state)
   states = _unstack(host, len(runs)) if study.vmapped else [host]
   for run, s in zip(runs, states, strict=False):
     store.save(f'seed_{run.seed}/rewind', s)
 
 
 def _resume(study: Study, store: Store, name: str, state, record: _Recorder):
-  """The group's state from its mid-level checkpoint; fills ``record``."""
-  saved = store.load(name, like={'state': state, 'record': record.to_tree()})
+  """The group's state from its mid-level checkpoint, filling ``record``; None if unreadable."""
+  try:
+    saved = store.load(name, like={'state': state, 'record': record.to_tree()})
+  except LookupError:  # Every mid-level checkpoint is damaged: start the level over.
+    return None
   record.load_tree(saved['record'])
   restored = jax.tree.map(lambda s, x: np.asarray(s, dtype=x.dtype), saved['state'], state)
   return study.shard(restored) if study.vmapped else restored
@@ -457,7 +470,7 @@ def pending_runs(study: Study, store: Store, level: int) -> list[Run]:
 def groups_of(study: Study, runs: Sequence[Run]) -> list[list[Run]]:
   if not study.vmapped:
     return [[r] for r in runs]
-  size = study.group_size or len(runs)
+  size = study.group_size or max(1, len(runs))
   return [list(runs[i : i + size]) for i in range(0, len(runs), size)]
 
 

@@ -4,7 +4,15 @@ A level's runs (seeds × arms) are stacked on axis 0 of every leaf of the train
 state and of the data-order keys; ``train.compiled(task, vmapped=True)`` trains
 them as one program. ``sharder`` places that axis on a 1-D ``Mesh`` of all
 devices (``NamedSharding``), so jit splits the runs across devices; a group is
-padded to a multiple of the device count by ``imp.train_group``.
+padded to a multiple of the device count by ``imp.train_group`` (the copies'
+results are dropped, never the real runs'). Several hosts (TPU pods, multi-GPU
+clusters) work the same way once ``jax.distributed.initialize()`` has run: the
+mesh then spans every process's devices and each process supplies its own
+shards (``jax.make_array_from_callback``).
+
+Memory: ``runs_per_call`` asks the compiler how many bytes one run's training
+chunk needs and the device how many it has, and the level loop then splits a
+level into several compiled calls of that many runs (same program, reused).
 """
 
 from __future__ import annotations
@@ -14,6 +22,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lth_jax import config as config_lib
+
+# Leave room for the data, the evaluation program and the allocator's slack.
+MEMORY_FRACTION = 0.7
 
 
 def use_vmap(config) -> bool:
@@ -29,13 +40,70 @@ def use_vmap(config) -> bool:
 
 
 def sharder(devices=None):
-  """A function placing a stacked pytree's leading axis across ``devices``."""
+  """A function placing a stacked pytree's leading axis across ``devices``.
+
+  Works across processes: every process holds the whole (cheap, deterministic)
+  stack on its host and hands each of its devices that device's slice.
+  """
   devices = list(devices or jax.devices())
   mesh = Mesh(np.array(devices), ('runs',))
   sharding = NamedSharding(mesh, PartitionSpec('runs'))
 
+  def place(x):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(place(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+    if jax.process_count() == 1:
+      return jax.device_put(x, sharding)
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
   def shard(tree):
-    return jax.device_put(tree, sharding)
+    return jax.tree.map(place, tree)
 
   shard.multiple = len(devices)
+  shard.mesh = mesh
   return shard
+
+
+def device_memory_bytes(device=None) -> int | None:
+  """Bytes the device can hold, or None when it does not say (CPUs)."""
+  device = device or jax.devices()[0]
+  try:
+    stats = device.memory_stats()
+  except Exception:  # Some backends raise instead of returning None.
+    return None
+  return None if not stats else int(stats.get('bytes_limit') or 0) or None
+
+
+def bytes_per_run(train_steps, state, train, data_key, num_steps: int) -> int:
+  """Device bytes one run's training chunk needs: its arguments and temporaries.
+
+  The data (shared by every run of a group) is counted out.
+  """
+  compiled = train_steps.lower(state, train, data_key, num_steps).compile()
+  stats = compiled.memory_analysis()
+  data_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(train))
+  return max(1, int(stats.argument_size_in_bytes + stats.temp_size_in_bytes - data_bytes))
+
+
+def runs_per_call(per_run: int, available: int | None, num_devices: int, requested: int = 0) -> int:
+  """How many runs one compiled call may train (0: no limit).
+
+  Raises:
+    MemoryError: not even one run per device fits; the message says how much
+      memory a run needs.
+  """
+  limit = requested
+  if available is not None:
+    fit = int(available * MEMORY_FRACTION) // per_run
+    if fit < 1:
+      raise MemoryError(
+          f'one run needs about {per_run / 2**20:.0f} MiB of device memory and '
+          f'{available * MEMORY_FRACTION / 2**20:.0f} MiB are usable: use a smaller batch_size '
+          "or model, or parallel='false'."
+      )
+    fit *= num_devices
+    limit = min(limit, fit) if limit else fit
+  if limit and num_devices > 1:
+    limit = max(num_devices, limit // num_devices * num_devices)
+  return limit

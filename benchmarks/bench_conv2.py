@@ -1,0 +1,121 @@
+"""Conv-2 training throughput on CPU, against the machine's matmul FLOP floor.
+
+Times a jitted Adam train step run under ``jax.lax.scan`` (batch 60, 32x32x3, random
+data already on device), counts one step's FLOPs analytically, measures the dense
+float32 matmul rate, and prints the implied floor time per step.
+
+  python benchmarks/bench_conv2.py [--steps 20] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lth_jax import models
+
+BATCH = 60
+IMAGE = (32, 32, 3)
+CLASSES = 10
+
+
+def conv2_forward_flops(image=IMAGE, classes=CLASSES) -> list[tuple[str, int]]:
+  """Per-example forward FLOPs (2 per multiply-add) of each Conv-2 layer.
+
+  Bias adds, ReLUs and pooling are O(activations), well under 1% here, and ignored.
+  """
+  h, w, c = image
+  layers = [
+      ('conv_0 3x3 3->64', 2 * h * w * 64 * 3 * 3 * c),
+      ('conv_1 3x3 64->64', 2 * h * w * 64 * 3 * 3 * 64),
+  ]
+  flat = (h // 2) * (w // 2) * 64  # After the 2x2 max-pool.
+  layers += [
+      (f'dense_0 {flat}->256', 2 * flat * 256),
+      ('dense_1 256->256', 2 * 256 * 256),
+      (f'output 256->{classes}', 2 * 256 * classes),
+  ]
+  return layers
+
+
+def time_call(fn, *args, repeats: int) -> float:
+  """Best wall time of ``fn(*args)`` over ``repeats`` runs, after one warmup (compile)."""
+  jax.block_until_ready(fn(*args))
+  best = float('inf')
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    best = min(best, time.perf_counter() - start)
+  return best
+
+
+def matmul_flops_per_second(n: int = 2048, repeats: int = 10) -> float:
+  a = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.key(2), (n, n), jnp.float32)
+  seconds = time_call(jax.jit(jnp.matmul), a, b, repeats=repeats)
+  return 2 * n**3 / seconds
+
+
+def make_train_loop(model, optimizer):
+  """A jitted function running one scan of Adam steps over stacked batches."""
+
+  def loss_fn(params, x, y):
+    logits = model.apply({'params': params}, x, train=True)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+  def step(carry, batch):
+    params, opt_state = carry
+    loss, grads = jax.value_and_grad(loss_fn)(params, *batch)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return (optax.apply_updates(params, updates), opt_state), loss
+
+  @jax.jit
+  def train_loop(params, opt_state, xs, ys):
+    (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), (xs, ys))
+    return params, opt_state, losses
+
+  return train_loop
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--steps', type=int, default=20, help='train steps per scan')
+  parser.add_argument('--repeats', type=int, default=2, help='timed scans (best is kept)')
+  args = parser.parse_args()
+
+  model = models.get_model('conv2', num_classes=CLASSES)
+  params = jax.jit(lambda k: model.init(k, jnp.zeros((1, *IMAGE)), train=False))(
+      jax.random.key(0)
+  )['params']
+  optimizer = optax.adam(2e-4)  # The paper's Conv-2 learning rate.
+  opt_state = optimizer.init(params)
+  xs = jax.random.normal(jax.random.key(3), (args.steps, BATCH, *IMAGE), jnp.float32)
+  ys = jax.random.randint(jax.random.key(4), (args.steps, BATCH), 0, CLASSES)
+  layers = conv2_forward_flops()
+  per_example = sum(f for _, f in layers)
+  step_flops = 3 * per_example * BATCH  # Backward ~ 2x forward (input and weight gradients).
+  print(f'devices: {jax.devices()}  load average: {os.getloadavg()}')
+  print(f'Conv-2 forward FLOPs per example ({IMAGE}):')
+  for name, flops in layers:
+    print(f'  {name:24s} {flops / 1e6:10.2f} MFLOP  ({flops / per_example:6.1%})')
+  print(f'  {"total":24s} {per_example / 1e6:10.2f} MFLOP')
+  print(f'train step FLOPs (3 x forward x batch {BATCH}): {step_flops / 1e9:.2f} GFLOP')
+  rate = matmul_flops_per_second()
+  floor = step_flops / rate
+  print(f'matmul 2048x2048 f32 rate: {rate / 1e9:.1f} GFLOP/s', flush=True)
+
+  train_loop = make_train_loop(model, optimizer)
+  seconds = time_call(train_loop, params, opt_state, xs, ys, repeats=args.repeats)
+  step_seconds = seconds / args.steps
+  print(f'measured: {1 / step_seconds:.3f} it/s, {step_seconds * 1e3:.1f} ms/step '
+        f'({step_flops / step_seconds / 1e9:.1f} GFLOP/s achieved)')
+  print(f'FLOP floor: {floor * 1e3:.1f} ms/step ({1 / floor:.2f} it/s); '
+        f'measured/floor = {step_seconds / floor:.2f}')
+
+if __name__ == '__main__':
+  main()

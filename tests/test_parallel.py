@@ -1,0 +1,124 @@
+"""Vmapped studies equal sequential ones, compile once, and shard over devices."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import lenet300
+from lth_jax import experiment, imp, parallel
+from lth_jax import train as train_lib
+
+
+def config_for(data_dir, *, parallel_mode, num_seeds=2, arms='ticket,reinit,random_prune', levels=2):
+  config = lenet300.get_config('smoke')
+  config.data.data_dir = data_dir
+  config.num_seeds = num_seeds
+  config.arms = arms
+  config.num_levels = levels
+  config.num_steps = 40
+  config.parallel = parallel_mode
+  return config
+
+
+def assert_same_results(a: imp.MemoryStore, b: imp.MemoryStore, rtol=1e-4):
+  assert [(r['seed'], r['level'], r['arm']) for r in a.summary] == [
+      (r['seed'], r['level'], r['arm']) for r in b.summary
+  ]
+  for ra, rb in zip(a.summary, b.summary, strict=True):
+    for column in ('val_loss_at_early_stop', 'test_accuracy_at_early_stop', 'final_test_accuracy'):
+      assert ra[column] == pytest.approx(rb[column], rel=rtol, abs=2e-3), (ra, rb, column)
+  masks = [n for n in a.trees if n.endswith('/masks')]
+  assert masks and sorted(masks) == sorted(n for n in b.trees if n.endswith('/masks'))
+  for name in masks:  # Identical tickets, seed by seed.
+    for x, y in zip(jax.tree.leaves(a.trees[name]), jax.tree.leaves(b.trees[name]), strict=True):
+      np.testing.assert_array_equal(x, y)
+
+
+@pytest.fixture(scope='module')
+def sequential(fashion_mnist_dir, fashion_mnist):
+  study = experiment.build(config_for(fashion_mnist_dir, parallel_mode='false'), dataset=fashion_mnist)
+  assert not study.vmapped
+  return imp.run_imp(study)
+
+
+def test_vmapped_equals_sequential_and_compiles_once(fashion_mnist_dir, fashion_mnist, sequential):
+  config = config_for(fashion_mnist_dir, parallel_mode='true')
+  config.num_levels = 1
+  study = experiment.build(config, dataset=fashion_mnist)
+  assert study.vmapped
+  store = imp.run_imp(study)
+  steps, evals = train_lib.compiled(study.task, vmapped=True)
+  compiled_after_level_1 = steps._cache_size(), evals._cache_size()
+  study.num_levels = 2  # One more level: new masks, rewound params, same programs.
+  imp.run_imp(study, store)
+  assert (steps._cache_size(), evals._cache_size()) == compiled_after_level_1
+  assert_same_results(store, sequential)
+
+
+def test_groups_split_to_fit_memory_give_the_same_results(fashion_mnist_dir, fashion_mnist, sequential):
+  study = experiment.build(config_for(fashion_mnist_dir, parallel_mode='true'), dataset=fashion_mnist)
+  study.group_size = 4  # 6 runs per level: calls of 4 and 2.
+  level_1 = [imp.Run(seed, 1, arm) for seed in (0, 1) for arm in study.arms]
+  assert [len(g) for g in imp.groups_of(study, level_1)] == [4, 2]
+  assert_same_results(imp.run_imp(study), sequential)
+
+
+def test_runs_per_call_limits():
+  assert parallel.runs_per_call(100, None, 1) == 0  # No memory figure: one call per level.
+  assert parallel.runs_per_call(100, None, 1, requested=5) == 5
+  assert parallel.runs_per_call(100, 1000, 1) == 7  # 70% of 1000 bytes.
+  assert parallel.runs_per_call(100, 1000, 4, requested=30) == 28  # A multiple of the devices.
+  with pytest.raises(MemoryError, match='one run needs about'):
+    parallel.runs_per_call(2**30, 2**29, 1)
+
+
+def test_bytes_per_run_counts_state_but_not_data(fashion_mnist_dir, fashion_mnist):
+  study = experiment.build(config_for(fashion_mnist_dir, parallel_mode='false'), dataset=fashion_mnist)
+  steps, _ = train_lib.compiled(study.task, vmapped=False)
+  key = jax.eval_shape(lambda: study.keys(0)[1])
+  per_run = parallel.bytes_per_run(steps, study.state_like(), study.train, key, 20)
+  state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(study.state_like()))
+  assert state_bytes <= per_run < state_bytes + 50 * 2**20
+
+
+SHARDED = textwrap.dedent("""
+    import jax, numpy as np
+    from experiments import lenet300
+    from lth_jax import data, experiment, imp
+    assert len(jax.devices()) == 4, jax.devices()
+    dataset = data.load('fashion_mnist', validation_size=5000, data_dir={data_dir!r})
+    results = {{}}
+    for mode in ('true', 'false'):
+      config = lenet300.get_config('smoke')
+      config.data.data_dir = {data_dir!r}
+      config.num_seeds, config.arms, config.num_levels, config.num_steps = 3, 'ticket,reinit', 1, 40
+      config.parallel = mode
+      study = experiment.build(config, dataset=dataset)
+      if mode == 'true':
+        assert study.shard.multiple == 4
+        placed = study.shard(np.zeros((8, 3)))
+        assert len(placed.sharding.device_set) == 4
+      results[mode] = imp.run_imp(study)
+    a, b = results['true'], results['false']
+    assert len(a.summary) == len(b.summary) == 3 + 6  # 6 runs on 4 devices: padded, none dropped.
+    for ra, rb in zip(a.summary, b.summary):
+      assert (ra['seed'], ra['level'], ra['arm']) == (rb['seed'], rb['level'], rb['arm'])
+      assert abs(ra['val_loss_at_early_stop'] - rb['val_loss_at_early_stop']) < 1e-3, (ra, rb)
+    print('sharded ok')
+""")
+
+
+def test_sharded_over_four_devices_equals_sequential(fashion_mnist_dir):
+  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run(
+      [sys.executable, '-c', SHARDED.format(data_dir=fashion_mnist_dir)],
+      env=env, cwd=root, capture_output=True, text=True, timeout=600,
+  )  # fmt: skip
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert 'sharded ok' in out.stdout
