@@ -1,5 +1,8 @@
 """Conv-2 training throughput on CPU, against the machine's matmul FLOP floor.
 
+Compares the two conv implementations of ``lth_jax.conv`` ('lax': XLA's own
+weight gradient; 'im2col': the same forward, weight gradient as one matmul).
+
 Times a jitted Adam train step run under ``jax.lax.scan`` (batch 60, 32x32x3, random
 data already on device), counts one step's FLOPs analytically, measures the dense
 float32 matmul rate, and prints the implied floor time per step.
@@ -17,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lth_jax import conv as conv_lib
 from lth_jax import models
 
 BATCH = 60
@@ -88,7 +92,7 @@ def main():
   parser.add_argument('--repeats', type=int, default=2, help='timed scans (best is kept)')
   args = parser.parse_args()
 
-  model = models.get_model('conv2', num_classes=CLASSES)
+  model = models.get_model('conv2', num_classes=CLASSES, conv_impl='lax')
   params = jax.jit(lambda k: model.init(k, jnp.zeros((1, *IMAGE)), train=False))(
       jax.random.key(0)
   )['params']
@@ -109,13 +113,15 @@ def main():
   floor = step_flops / rate
   print(f'matmul 2048x2048 f32 rate: {rate / 1e9:.1f} GFLOP/s', flush=True)
 
-  train_loop = make_train_loop(model, optimizer)
-  seconds = time_call(train_loop, params, opt_state, xs, ys, repeats=args.repeats)
-  step_seconds = seconds / args.steps
-  print(f'measured: {1 / step_seconds:.3f} it/s, {step_seconds * 1e3:.1f} ms/step '
-        f'({step_flops / step_seconds / 1e9:.1f} GFLOP/s achieved)')
-  print(f'FLOP floor: {floor * 1e3:.1f} ms/step ({1 / floor:.2f} it/s); '
-        f'measured/floor = {step_seconds / floor:.2f}')
+  print(f'FLOP floor: {floor * 1e3:.1f} ms/step ({1 / floor:.2f} it/s)')
+  for impl in conv_lib.IMPLS:
+    model = models.get_model('conv2', num_classes=CLASSES, conv_impl=impl)
+    train_loop = make_train_loop(model, optimizer)
+    seconds = time_call(train_loop, params, opt_state, xs, ys, repeats=args.repeats)
+    step_seconds = seconds / args.steps
+    print(f'{impl:7s} measured: {1 / step_seconds:.3f} it/s, {step_seconds * 1e3:.1f} ms/step '
+          f'({step_flops / step_seconds / 1e9:.1f} GFLOP/s achieved); '
+          f'measured/floor = {step_seconds / floor:.2f}', flush=True)
 
 if __name__ == '__main__':
   main()

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 
+import common
 import jax
 
-import common
 from lth_jax import train as train_lib
 
 

@@ -1,0 +1,95 @@
+"""Many LeNet-300-100s at once: per-network throughput and one IMP level, vmapped vs sequential.
+
+    python benchmarks/bench_parallel.py [--iterations 1000] [--data-dir DIR]
+
+1. Per-network time per iteration of N vmapped networks (N = 1, 8, 32), with one
+   shared data order (the arms of a seed) and with independent orders (seeds).
+2. The wall time of one IMP level (level 1) for 4 seeds × 2 arms (ticket,
+   reinit) on Fashion-MNIST: one vmapped program vs one run after another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import common
+import jax
+
+from experiments import lenet300
+from lth_jax import data, experiment, imp
+from lth_jax import train as train_lib
+
+
+def per_network_ms(task, train, n: int, iterations: int, shared_order: bool) -> float:
+  steps, _ = train_lib.compiled(task, vmapped=True)
+  states = [common.initial_state(task, seed) for seed in range(n)]
+  state = jax.tree.map(lambda *xs: jax.numpy.stack(xs), *states)
+  keys = jax.random.split(jax.random.key(1), n)
+  if shared_order:
+    keys = jax.numpy.stack([keys[0]] * n)
+  chunk = 100
+  state, loss = steps(state, train, keys, chunk)  # Compile.
+  common.block(loss)
+
+  def go():
+    nonlocal state
+    for _ in range(iterations // chunk):
+      state, loss = steps(state, train, keys, chunk)
+    common.block(loss)
+
+  return 1000 * common.best_of(go, 2) / iterations / n
+
+
+def single_ms(task, train, iterations: int) -> float:
+  steps, _ = train_lib.compiled(task, vmapped=False)
+  state = common.initial_state(task)
+  chunk = 100
+  state, loss = steps(state, train, jax.random.key(1), chunk)
+  common.block(loss)
+
+  def go():
+    nonlocal state
+    for _ in range(iterations // chunk):
+      state, loss = steps(state, train, jax.random.key(1), chunk)
+    common.block(loss)
+
+  return 1000 * common.best_of(go, 2) / iterations
+
+
+def level_seconds(dataset, data_dir: str, parallel: str, iterations: int) -> float:
+  config = lenet300.get_config('quick')
+  config.data.data_dir = data_dir
+  config.num_seeds, config.arms, config.num_levels = 4, 'ticket,reinit', 0
+  config.num_steps, config.eval_every, config.parallel = iterations, 250, parallel
+  study = experiment.build(config, dataset=dataset)
+  store = imp.run_imp(study)  # Level 0 (not timed) ...
+  study.num_levels = 1
+  start = time.perf_counter()
+  imp.run_imp(study, store)  # ... level 1: 8 runs, compilation included.
+  return time.perf_counter() - start
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--iterations', type=int, default=1000)
+  parser.add_argument('--data-dir', default=None)
+  args = parser.parse_args()
+  print(common.describe_machine())
+  task, train = common.lenet_task(), common.fake_mnist()
+  one = single_ms(task, train, args.iterations)
+  print(f'one network, unvmapped: {one:.3f} ms / iteration')
+  for n in (1, 8, 32):
+    for shared in (True, False):
+      ms = per_network_ms(task, train, n, args.iterations, shared)
+      order = 'shared data order' if shared else 'independent orders'
+      print(f'{n:>3} vmapped, {order:<18}: {ms:.3f} ms / iteration / network ({ms / one:.2f}x one network)')
+  dataset = data.load('fashion_mnist', validation_size=5000, data_dir=args.data_dir)
+  seq = level_seconds(dataset, args.data_dir, 'false', args.iterations)
+  vec = level_seconds(dataset, args.data_dir, 'true', args.iterations)
+  print(f'one IMP level, 4 seeds x 2 arms, {args.iterations} iterations each:')
+  print(f'  sequential: {seq:.1f} s   vmapped: {vec:.1f} s   (vmapped / sequential = {vec / seq:.2f})')
+
+
+if __name__ == '__main__':
+  main()
