@@ -1,5 +1,6 @@
 """The ``lth`` command: run, resume, report and list lottery-ticket studies.
 
+usage:
     lth run --config=experiments/lenet300.py[:variant] --workdir=DIR [--config.key=value ...]
     lth resume RUN_DIR
     lth report RUN_DIR
@@ -83,7 +84,7 @@ def run_study(config, workdir, *, log=print, progress: bool | None = None) -> Pa
 
   config_lib.validate(config)
   run_dir = run_lib.prepare(workdir, config)
-  with run_lib.Lock(run_dir):
+  with run_lib.Lock(run_dir, log=log):
     store = run_lib.DiskStore(run_dir, log=log)
     for note in store.repair():
       log(f'repaired: {note}')
@@ -101,11 +102,29 @@ def run_study(config, workdir, *, log=print, progress: bool | None = None) -> Pa
       imp.run_imp(study, store, bars)
     finally:
       bars.finish()
+    store.sort_tables(study.arms)
     rows = store.summary()
   log('\n' + tables.level_table(rows))
+  for line in divergence_notes(rows, config):
+    log(line)
   _write_report(run_dir, log)
   log(f'\nresults: {run_dir}/summary.csv, curves.csv, layers.csv; report: {run_dir}/report/')
   return run_dir
+
+
+def divergence_notes(rows, config) -> list[str]:
+  """One line per diverged run, saying what was left out and what was not run."""
+  notes = []
+  for r in rows:
+    if str(r['diverged']) != '1':
+      continue
+    level, seed = int(r['level']), r['seed']
+    note = (f'diverged: seed {seed} level {level} {r["arm"]} (non-finite loss at step '
+            f'{r["diverged_step"]}); left out of the means above')  # fmt: skip
+    if r['arm'] == 'ticket' and level < config.num_levels:
+      note += f'; levels {level + 1}-{config.num_levels} of seed {seed} were not run (no ticket to prune)'
+    notes.append(note + '.')
+  return notes
 
 
 def _write_report(run_dir: Path, log) -> None:
@@ -197,7 +216,7 @@ def _main(argv):
       _usage_error('lth run needs --config=experiments/<module>.py[:variant]', 'run')
     if args:
       _usage_error(f'lth run takes no arguments besides flags, got {" ".join(args)}', 'run')
-    run_study(FLAGS.config, FLAGS.workdir)
+    run_study(_loaded_config(), FLAGS.workdir)
   elif command == 'resume' and len(args) == 1:
     resume(Path(args[0]))
   elif command == 'report' and len(args) == 1:
@@ -214,7 +233,22 @@ def _main(argv):
     _usage_error(f'lth {command} takes {wanted}, got {len(args)} arguments', command)
 
 
-ERRORS = (config_lib.ConfigError, data.DataError, run_lib.RunError, checkpoint.CheckpointError)
+def _loaded_config() -> ml_collections.ConfigDict:
+  """--config, or a ConfigError when its file could not be loaded (absl defers that error)."""
+  config = FLAGS.config
+  if isinstance(config, ml_collections.ConfigDict):
+    return config
+  try:
+    config.name  # ml_collections' placeholder raises the loading error on any access.
+  except Exception as e:
+    raise config_lib.ConfigError(f'cannot load --config: {_last_line(e)}') from None
+  raise config_lib.ConfigError(f'--config gave a {type(config).__name__}, not a ConfigDict.')
+
+
+# OSError: a disk that fills up or a directory that vanishes, outside a checkpoint.
+ERRORS = (
+    config_lib.ConfigError, data.DataError, run_lib.RunError, checkpoint.CheckpointError, OSError,
+)  # fmt: skip
 
 
 def main(argv=None):
@@ -223,16 +257,43 @@ def main(argv=None):
   if text is not None:  # Before absl, whose --help shows only its own flags and exits 1.
     print(text)
     return
+  saved_argv, sys.argv = sys.argv, argv  # ml_collections reads --config.KEY from sys.argv.
   try:
     app.run(_main, argv=argv, flags_parser=_parse_flags)
   except ERRORS as e:
-    print(f'lth: error: {e}', file=sys.stderr)
+    message = ' '.join(line.strip() for line in str(e).splitlines() if line.strip())
+    print(f'lth: error: {message}', file=sys.stderr)  # One line, whatever the error.
     sys.exit(1)
+  finally:
+    sys.argv = saved_argv
 
 
 def _parse_flags(argv):
+  for name in [n for n in FLAGS if n.startswith('config.')]:
+    delattr(FLAGS, name)  # Overrides of an earlier main() in this process: defined again below.
   try:
     return FLAGS(argv)
-  except flags.Error as e:
-    print(f'lth: error: {e}\n\n{USAGE}', file=sys.stderr)
-    sys.exit(2)
+  except Exception as e:  # ml_collections raises more than flags.Error for bad overrides.
+    bad_config = [a for a in argv[1:] if a.startswith('--config')]
+    if not bad_config or isinstance(e, flags.UnrecognizedFlagError):
+      _usage_error(_last_line(e))
+    print(f'lth: error: {_override_error(bad_config, e)}', file=sys.stderr)
+    sys.exit(1)
+
+
+def _override_error(args: list[str], error: Exception) -> str:
+  """One line for a --config or --config.KEY=VALUE flag that could not be applied."""
+  for arg in args:
+    key = arg.removeprefix('--').split('=', 1)[0]
+    if key != 'config' and key.removeprefix('config.') not in config_lib.SCHEMA:
+      return f'{key} is not a known key; known keys: {", ".join(config_lib.SCHEMA)}.'
+  if str(error).startswith('flag --config='):  # The config file itself failed to load.
+    loaded = [a for a in args if a.startswith('--config=')][-1:] or args  # The last one wins.
+    return f'cannot load {loaded[0]}: {_last_line(error)}'
+  return _last_line(error)
+
+
+def _last_line(error: Exception) -> str:
+  """The last non-empty line of an error: the cause, when the message holds a traceback."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  return lines[-1] if lines else type(error).__name__

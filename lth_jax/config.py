@@ -21,6 +21,7 @@ EXECUTION_KEYS = ('parallel', 'max_parallel_runs', 'checkpoint_every')
 
 # Training-set sizes before the validation split, to check sizes up front.
 TRAIN_SIZES = {'mnist': 60_000, 'fashion_mnist': 60_000, 'cifar10': 50_000}
+TEST_SIZES = {'mnist': 10_000, 'fashion_mnist': 10_000, 'cifar10': 10_000}
 
 
 class ConfigError(ValueError):
@@ -65,7 +66,9 @@ def _is_int(v):
 
 
 def _is_num(v):
-  return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+  if _is_int(v):
+    return abs(v) < 1e300  # math.isfinite overflows on huge ints.
+  return isinstance(v, float) and math.isfinite(v)
 
 
 def _int(lo=None, hi=None):
@@ -155,8 +158,18 @@ def flatten(tree: Mapping, prefix: str = '') -> dict[str, Any]:
   return flat
 
 
+def _show(value, limit: int = 80) -> str:
+  """A value's repr on one short line (huge ints and long strings included)."""
+  try:
+    text = repr(value)
+  except Exception:  # repr of an int beyond Python's digit limit raises ValueError.
+    text = f'<{type(value).__name__}>'
+  text = ' '.join(text.split())
+  return text if len(text) <= limit else text[: limit - 3] + '...'
+
+
 def _error(key, value, allowed):
-  return ConfigError(f'config.{key}={value!r} is not allowed: expected {allowed}.')
+  return ConfigError(f'config.{key}={_show(value)} is not allowed: expected {allowed}.')
 
 
 def validate(config) -> None:
@@ -166,7 +179,8 @@ def validate(config) -> None:
   flat = flatten(config.to_dict() if hasattr(config, 'to_dict') else config)
   for key in flat:
     if key not in SCHEMA:
-      raise ConfigError(f'config.{key} is not a known key; known keys: {", ".join(SCHEMA)}.')
+      name = key if key.isprintable() and len(key) <= 80 else _show(key)
+      raise ConfigError(f'config.{name} is not a known key; known keys: {", ".join(SCHEMA)}.')
   for key, (check, allowed) in SCHEMA.items():
     if key not in flat:
       raise ConfigError(f'config.{key} is missing: expected {allowed}.')
@@ -185,6 +199,9 @@ def _check_relations(c: dict[str, Any]) -> None:
   if c['data.validation_size'] >= available:
     raise _error('data.validation_size', c['data.validation_size'],
                  f'fewer than the {available} training examples')
+  if c['data.test_size'] > TEST_SIZES[c['data.name']]:
+    raise _error('data.test_size', c['data.test_size'],
+                 f'0 (all) or at most {TEST_SIZES[c["data.name"]]} for {c["data.name"]}')
   train_size = available - c['data.validation_size']
   if c['batch_size'] > train_size:
     raise _error('batch_size', c['batch_size'],

@@ -27,7 +27,9 @@ import csv
 import io
 import json
 import os
+import re
 import socket
+import time
 from pathlib import Path
 
 from lth_jax import checkpoint
@@ -41,6 +43,7 @@ TABLES = {
     'timings.csv': ('seed', 'level', 'arm', 'wall_seconds'),
 }
 _KEEP_PROGRESS = 2
+_PROGRESS_STEP = re.compile(r'at_(\d+)')
 
 
 class RunError(RuntimeError):
@@ -54,20 +57,24 @@ def run_dir_for(workdir: str | os.PathLike, config) -> Path:
 class Lock:
   """An exclusive claim on a run directory by this process (file ``lock``)."""
 
-  def __init__(self, run_dir: Path):
-    self.path = run_dir / 'lock'
+  def __init__(self, run_dir: Path, log=None):
+    self.path = Path(run_dir) / 'lock'
+    self.log = log or (lambda message: None)
 
   def acquire(self) -> None:
     for _ in range(2):
       try:
         fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
       except FileExistsError:
+        owner = self._read()
         if self._owner_alive():
           raise RunError(
-              f'{self.path.parent} is in use by process {self._read()} (lock file {self.path}). '
-              'Wait for it to finish or stop it; delete the lock file only if that process is gone.'
+              f'{self.path.parent} is in use by {_describe_owner(owner)} (lock file '
+              f'{self.path}). Wait for it to finish or stop it; delete the lock file only if '
+              'that process is gone.'
           ) from None
         self.path.unlink(missing_ok=True)  # A stale lock from a dead process: take it over.
+        self.log(f'took over the stale lock {self.path} of {_describe_owner(owner)}, which is gone')
         continue
       with os.fdopen(fd, 'w') as f:
         f.write(f'{os.getpid()} {socket.gethostname()}\n')
@@ -87,7 +94,7 @@ class Lock:
   def _owner_alive(self) -> bool:
     parts = self._read().split()
     if len(parts) != 2 or not parts[0].isdigit():
-      return False
+      return _just_created(self.path)  # Its owner may not have written its pid yet.
     pid, host = int(parts[0]), parts[1]
     if host != socket.gethostname():
       return True  # Another machine's process: we cannot tell, so do not steal it.
@@ -107,6 +114,20 @@ class Lock:
     self.release()
 
 
+def _describe_owner(owner: str) -> str:
+  parts = owner.split()
+  if len(parts) == 2 and parts[0].isdigit():
+    return f'process {parts[0]} on {parts[1]}'
+  return f'an unknown process (lock file content {owner!r})'
+
+
+def _just_created(path: Path, seconds: float = 10.0) -> bool:
+  try:
+    return time.time() - path.stat().st_mtime < seconds
+  except OSError:
+    return False
+
+
 def read_table(path: Path) -> list[dict[str, str]]:
   """Rows of a CSV file; a partly written last line (a crash) is ignored."""
   if not path.exists():
@@ -115,6 +136,15 @@ def read_table(path: Path) -> list[dict[str, str]]:
   if text and not text.endswith('\n'):
     text = text[: text.rfind('\n') + 1]
   return list(csv.DictReader(io.StringIO(text)))
+
+
+def _torn(path: Path) -> bool:
+  """True when ``path`` ends in a partly written line."""
+  if not path.exists() or path.stat().st_size == 0:
+    return False
+  with open(path, 'rb') as f:
+    f.seek(-1, os.SEEK_END)
+    return f.read(1) != b'\n'
 
 
 def _write_table(path: Path, columns, rows) -> None:
@@ -147,7 +177,9 @@ class DiskStore:
   def _progress_steps(self, name: str) -> list[Path]:
     """Mid-level checkpoints of ``name``, newest first."""
     base = self._path(name)
-    found = [p for p in base.glob('at_*') if checkpoint.exists(p)] if base.is_dir() else []
+    found = [
+        p for p in base.glob('at_*') if _PROGRESS_STEP.fullmatch(p.name) and checkpoint.exists(p)
+    ] if base.is_dir() else []  # fmt: skip
     return sorted(found, reverse=True)
 
   def has(self, name: str) -> bool:
@@ -160,10 +192,17 @@ class DiskStore:
       return checkpoint.load(self._path(name), like)
     for path in self._progress_steps(name):
       try:
-        return checkpoint.load(path, like)
+        tree = checkpoint.load(path, like)
       except checkpoint.CheckpointError as e:
-        self.log(f'warning: {e} Falling back to an earlier checkpoint.')
-    raise LookupError(f'no readable mid-level checkpoint under {self._path(name)}')
+        self.log(f'warning: {e} Falling back to the previous mid-level checkpoint.')
+        checkpoint.remove(path)
+        continue
+      step = int(_PROGRESS_STEP.fullmatch(path.name).group(1))
+      self.log(f'resuming {name.removeprefix("progress/")} at step {step} from {path}')
+      return tree
+    self.log(f'warning: no readable mid-level checkpoint under {self._path(name)}; '
+             'that level restarts from its beginning.')  # fmt: skip
+    raise LookupError(name)
 
   def save(self, name: str, tree) -> None:
     if not name.startswith('progress/'):
@@ -212,6 +251,9 @@ class DiskStore:
     Returns messages describing what was repaired.
     """
     notes = []
+    for partial in checkpoint.partial_checkpoints(self.checkpoints):
+      notes.append(f'removed the unfinished checkpoint {partial} (an interrupted save).')
+      checkpoint.remove(partial)
     summary = read_table(self.dir / 'summary.csv')
     keep = []
     for row in summary:
@@ -227,20 +269,52 @@ class DiskStore:
         try:
           checkpoint.load(path)
         except checkpoint.CheckpointError as e:
-          notes.append(f'{e} It will be recomputed.')
+          notes.append(f'{e} It will be recomputed with the runs that make it.')
           checkpoint.remove(path)
-    for row in list(keep):  # θk is made by the dense run: without it, run level 0 again.
-      seed = row['seed']
-      if row['level'] == '0' and not checkpoint.exists(self.checkpoints / f'seed_{seed}/rewind'):
-        keep.remove(row)
-        checkpoint.remove(self.checkpoints / 'progress' / 'level_0')
+    keep = [r for r in keep if self._inputs_intact(r)]
     finished = {_run_key(r) for r in keep}
     for table, columns in TABLES.items():
       rows = read_table(self.dir / table)
       good = [r for r in rows if _run_key(r) in finished]
-      if len(good) != len(rows):
+      # A torn last line (a crash mid-write) must go too, or the next row is glued onto it.
+      if len(good) != len(rows) or _torn(self.dir / table):
         _write_table(self.dir / table, columns, good)
     return notes
+
+
+  def _inputs_intact(self, row) -> bool:
+    """False when a run's inputs are gone, so that it is run again to remake them.
+
+    θ0 and θk are made by the dense run (level 0), a level's masks by its runs.
+    """
+    seed, level, _ = _run_key(row)
+    if level == 0:
+      needed = [f'seed_{seed}/init', f'seed_{seed}/rewind']
+    else:
+      needed = [f'seed_{seed}/level_{level}/masks']
+    if all(checkpoint.exists(self._path(n)) for n in needed):
+      return True
+    if level == 0:  # Its mid-level checkpoints may be past the rewind step: start over.
+      checkpoint.remove(self.checkpoints / 'progress' / 'level_0')
+    return False
+
+  def sort_tables(self, arms) -> None:
+    """Puts every table in the order an uninterrupted run writes it: level, seed, arm.
+
+    Runs recomputed after a repair are appended at the end; sorting makes the
+    tables of a repaired or resumed study identical to an uninterrupted one.
+    """
+    rank = {arm: i for i, arm in enumerate(arms)}
+
+    def order(row):
+      seed, level, arm = _run_key(row)
+      return level, seed, rank.get(arm, len(rank))
+
+    for table, columns in TABLES.items():
+      rows = read_table(self.dir / table)
+      ordered = sorted(rows, key=order)  # Stable: a run's curve keeps its step order.
+      if ordered != rows:
+        _write_table(self.dir / table, columns, ordered)
 
 
 def prepare(workdir: str | os.PathLike, config) -> Path:
