@@ -32,7 +32,7 @@ Variants (``get_config(variant)``):
   fashion (default): Conv-2 on Fashion-MNIST (28x28x1) from
     /usr/share/datasets/fashion-mnist, 300 iterations per run, 3 levels (down to
     ~52%), one seed, small evaluation splits: ~15 min on 2 CPU cores.
-  smoke: a few hundred Fashion-MNIST images and 40 iterations, with
+  smoke: a few hundred Fashion-MNIST images and 20 iterations of batch 16, with
     augmentation on; seconds, for tests.
 """
 
@@ -91,11 +91,12 @@ def _smoke():
   config.data.test_size = 200
   config.train_eval_size = 200
   config.eval_batch_size = 100
-  config.num_steps = 40
-  config.eval_every = 20
+  config.batch_size = 16
+  config.num_steps = 20
+  config.eval_every = 10
   config.num_levels = 2
   config.num_seeds = 1
-  config.checkpoint_every = 20
+  config.checkpoint_every = 10
   return config
 
 

@@ -70,7 +70,7 @@ def smoke(config):
   config.num_steps = 12
   config.eval_every = 6
   config.checkpoint_every = 6
-  config.rewind_step = 2
+  config.rewind_step = 6  # At an evaluation: every chunk has one length, one compilation.
   config.optimizer.warmup_steps = 2 if config.optimizer.warmup_steps else 0
   config.optimizer.milestones = (8, 10)
   config.num_levels = 1

@@ -26,7 +26,8 @@ def level_table(rows: Iterable[Mapping]) -> str:
       f'{"level":>5}  {"remaining":>9}  {"arm":<12} {"early-stop it":>15}  '
       f'{"test acc @ early stop":>22}  {"seeds":>5}  {"diverged":>8}'
   ]
-  for (level, arm), members in sorted(groups.items()):
+  order = lambda item: (item[0][0], item[0][1] != 'ticket', item[0][1])  # Ticket first.
+  for (level, arm), members in sorted(groups.items(), key=order):
     ok = [r for r in members if str(r['diverged']) in ('0', 'False')]
     stop = _mean_std([float(r['early_stop_step']) for r in ok])
     acc = _mean_std([100 * float(r['test_accuracy_at_early_stop']) for r in ok])

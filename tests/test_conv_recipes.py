@@ -134,6 +134,7 @@ def test_conv_smoke_on_generated_cifar10_archive(tmp_path):
   assert study.task.augment and study.input_shape == (32, 32, 3)
 
 
+@pytest.mark.slow  # ~60 s, mostly compiling; the CIFAR-archive smoke run covers this recipe by default.
 def test_conv_smoke_on_fashion_mnist(fashion_mnist):
   _, store = _run_smoke(conv.get_config('smoke'), fashion_mnist)
   level2 = [r for r in store.summary if r['level'] == 2 and r['arm'] == 'ticket'][0]
