@@ -9,7 +9,7 @@ gradients are masked, and the parameters are masked again after the optimizer
 update (so weight decay or momentum cannot leak into a pruned entry).
 
 The data order is a pure function of ``(data_key, step)``: every epoch is a
-fresh permutation ``permutation(fold_in(data_key, epoch))`` of the training set
+fresh random order (``epoch_order(data_key, epoch)``) of the training set
 and step ``s`` takes batch ``s mod steps_per_epoch`` of epoch
 ``s // steps_per_epoch`` (the last partial batch of an epoch is dropped). A run
 resumed at any step therefore sees exactly the batches it would have seen.
@@ -100,16 +100,29 @@ def create_state(task: Task, params, model_state, masks=None) -> TrainState:
   )
 
 
+def epoch_order(data_key, epoch, num_examples: int):
+  """The order of the training examples in ``epoch``: one sort of random bits."""
+  bits = jax.random.bits(jax.random.fold_in(data_key, epoch), (num_examples,))
+  return jnp.argsort(bits, stable=True).astype(jnp.int32)
+
+
 def batch_indices(data_key, first_step, num_steps: int, *, num_examples: int, batch_size: int):
   """Indices [num_steps, batch_size] of the batches for steps first_step + i."""
   steps_per_epoch = num_examples // batch_size
-  # Enough consecutive epochs to cover any window of num_steps steps.
+  # Enough consecutive epochs to cover any window of num_steps steps; the orders
+  # of epochs the window does not reach are skipped (they cost a sort each).
   num_epochs = -(-num_steps // steps_per_epoch) + 1
   first_epoch = first_step // steps_per_epoch
-  epochs = first_epoch + jnp.arange(num_epochs)
-  perms = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(data_key, e), num_examples))(
-      epochs
-  ).reshape(-1)
+  last_epoch = (first_step + num_steps - 1) // steps_per_epoch
+
+  def order(e):
+    return jax.lax.cond(
+        first_epoch + e <= last_epoch,
+        lambda: epoch_order(data_key, first_epoch + e, num_examples),
+        lambda: jnp.zeros((num_examples,), jnp.int32),
+    )
+
+  perms = jnp.concatenate([order(e) for e in range(num_epochs)])
   steps = first_step + jnp.arange(num_steps)
   starts = (steps // steps_per_epoch - first_epoch) * num_examples + (steps % steps_per_epoch) * batch_size
   return jax.vmap(lambda s: jax.lax.dynamic_slice(perms, (s,), (batch_size,)))(starts)
