@@ -87,7 +87,13 @@ def test_bytes_per_run_counts_state_but_not_data(fashion_mnist_dir, fashion_mnis
 
 
 SHARDED = textwrap.dedent("""
+    import socket
     import jax, numpy as np
+    # The multi-host entry point, as on a pod: here one process with 4 simulated devices.
+    with socket.socket() as s:
+      s.bind(('127.0.0.1', 0))
+      port = s.getsockname()[1]
+    jax.distributed.initialize(coordinator_address=f'127.0.0.1:{{port}}', num_processes=1, process_id=0)
     from experiments import lenet300
     from lth_jax import data, experiment, imp
     assert len(jax.devices()) == 4, jax.devices()
