@@ -115,7 +115,7 @@ def test_run_prints_level_table(smoke_run):
   header = next(i for i, line in enumerate(lines) if line.split()[:2] == ['level', 'remaining'])
   rows = [line.split() for line in lines[header + 1 : header + 6]]
   assert [(r[0], r[2]) for r in rows] == [
-      ('0', 'ticket'), ('1', 'reinit'), ('1', 'ticket'), ('2', 'reinit'), ('2', 'ticket')
+      ('0', 'ticket'), ('1', 'ticket'), ('1', 'reinit'), ('2', 'ticket'), ('2', 'reinit')  # Ticket first.
   ]  # fmt: skip
   assert rows[0][1] == '100.0%'
   assert f'runs/{run_dir.name}/summary.csv' in result.stdout
