@@ -101,9 +101,8 @@ def create_state(task: Task, params, model_state, masks=None) -> TrainState:
 
 
 def epoch_order(data_key, epoch, num_examples: int):
-  """The order of the training examples in ``epoch``: one sort of random bits."""
-  bits = jax.random.bits(jax.random.fold_in(data_key, epoch), (num_examples,))
-  return jnp.argsort(bits, stable=True).astype(jnp.int32)
+  """The order of the training examples in ``epoch``."""
+  return jax.random.permutation(jax.random.fold_in(data_key, epoch), num_examples).astype(jnp.int32)
 
 
 def batch_indices(data_key, first_step, num_steps: int, *, num_examples: int, batch_size: int):
