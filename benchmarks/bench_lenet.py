@@ -19,21 +19,6 @@ import jax
 from lth_jax import train as train_lib
 
 
-def library_loop(task, data, iterations: int, chunk: int) -> float:
-  steps, _ = train_lib.compiled(task, vmapped=False)
-  key = jax.random.key(1)
-  state = steps(common.initial_state(task), data, key, chunk)[0]  # Compile.
-  common.block(state)
-
-  def go():
-    nonlocal state
-    for _ in range(iterations // chunk):
-      state, loss = steps(state, data, key, chunk)
-    common.block(loss)
-
-  return go
-
-
 def bare_step(task, data, iterations: int):
   step = jax.jit(lambda s, x, y, k: train_lib.train_step(task, s, x, y, k), donate_argnums=0)
   state = common.initial_state(task)
@@ -64,7 +49,11 @@ def main():
   print(f'floor:                         {floor:.3f} s / 1,000 iterations')
   per_k = 1000 / args.iterations
   for chunk in (100, 1000):
-    t = common.best_of(library_loop(task, data, args.iterations, chunk), args.repeats) * per_k
+    steps, _ = train_lib.compiled(task, vmapped=False)
+    t = common.chunked_seconds(
+        steps, common.initial_state(task), data, jax.random.key(1),
+        iterations=args.iterations, chunk=chunk, repeats=args.repeats,
+    ) * per_k  # fmt: skip
     print(f'library loop (chunks of {chunk:>4}): {t:.3f} s / 1,000 iterations  ({t / floor:.2f}x floor)')
   t = common.best_of(bare_step(task, data, min(args.iterations, 2000)), args.repeats)
   t *= 1000 / min(args.iterations, 2000)

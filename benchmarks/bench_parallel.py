@@ -28,33 +28,17 @@ def per_network_ms(task, train, n: int, iterations: int, shared_order: bool) -> 
   keys = jax.random.split(jax.random.key(1), n)
   if shared_order:
     keys = jax.numpy.stack([keys[0]] * n)
-  chunk = 100
-  state, loss = steps(state, train, keys, chunk)  # Compile.
-  common.block(loss)
-
-  def go():
-    nonlocal state
-    for _ in range(iterations // chunk):
-      state, loss = steps(state, train, keys, chunk)
-    common.block(loss)
-
-  return 1000 * common.best_of(go, 2) / iterations / n
+  seconds = common.chunked_seconds(steps, state, train, keys, iterations=iterations, chunk=100, repeats=2)
+  return 1000 * seconds / iterations / n
 
 
 def single_ms(task, train, iterations: int) -> float:
   steps, _ = train_lib.compiled(task, vmapped=False)
-  state = common.initial_state(task)
-  chunk = 100
-  state, loss = steps(state, train, jax.random.key(1), chunk)
-  common.block(loss)
-
-  def go():
-    nonlocal state
-    for _ in range(iterations // chunk):
-      state, loss = steps(state, train, jax.random.key(1), chunk)
-    common.block(loss)
-
-  return 1000 * common.best_of(go, 2) / iterations
+  seconds = common.chunked_seconds(
+      steps, common.initial_state(task), train, jax.random.key(1),
+      iterations=iterations, chunk=100, repeats=2,
+  )  # fmt: skip
+  return 1000 * seconds / iterations
 
 
 def level_seconds(dataset, data_dir: str, parallel: str, iterations: int) -> float:

@@ -68,3 +68,20 @@ def describe_machine() -> str:
 
 def block(tree):
   return jax.block_until_ready(tree)
+
+
+def chunked_seconds(steps, state, train, keys, *, iterations: int, chunk: int, repeats: int) -> float:
+  """Best wall time of ``iterations`` training iterations in ``chunk``-long compiled calls.
+
+  ``steps`` is a function from ``train.compiled``; the first call (compilation) is not timed.
+  """
+  state, loss = steps(state, train, keys, chunk)
+  block(loss)
+
+  def go():
+    nonlocal state, loss
+    for _ in range(iterations // chunk):
+      state, loss = steps(state, train, keys, chunk)
+    block(loss)
+
+  return best_of(go, repeats)
