@@ -35,14 +35,14 @@ def conv2_forward_flops(image=IMAGE, classes=CLASSES) -> list[tuple[str, int]]:
   """
   h, w, c = image
   layers = [
-      ('conv_0 3x3 3->64', 2 * h * w * 64 * 3 * 3 * c),
-      ('conv_1 3x3 64->64', 2 * h * w * 64 * 3 * 3 * 64),
+    ('conv_0 3x3 3->64', 2 * h * w * 64 * 3 * 3 * c),
+    ('conv_1 3x3 64->64', 2 * h * w * 64 * 3 * 3 * 64),
   ]
   flat = (h // 2) * (w // 2) * 64  # After the 2x2 max-pool.
   layers += [
-      (f'dense_0 {flat}->256', 2 * flat * 256),
-      ('dense_1 256->256', 2 * 256 * 256),
-      (f'output 256->{classes}', 2 * 256 * classes),
+    (f'dense_0 {flat}->256', 2 * flat * 256),
+    ('dense_1 256->256', 2 * 256 * 256),
+    (f'output 256->{classes}', 2 * 256 * classes),
   ]
   return layers
 
@@ -93,9 +93,9 @@ def main():
   args = parser.parse_args()
 
   model = models.get_model('conv2', num_classes=CLASSES, conv_impl='lax')
-  params = jax.jit(lambda k: model.init(k, jnp.zeros((1, *IMAGE)), train=False))(
-      jax.random.key(0)
-  )['params']
+  params = jax.jit(lambda k: model.init(k, jnp.zeros((1, *IMAGE)), train=False))(jax.random.key(0))[
+    'params'
+  ]
   optimizer = optax.adam(2e-4)  # The paper's Conv-2 learning rate.
   opt_state = optimizer.init(params)
   xs = jax.random.normal(jax.random.key(3), (args.steps, BATCH, *IMAGE), jnp.float32)
@@ -119,9 +119,13 @@ def main():
     train_loop = make_train_loop(model, optimizer)
     seconds = time_call(train_loop, params, opt_state, xs, ys, repeats=args.repeats)
     step_seconds = seconds / args.steps
-    print(f'{impl:7s} measured: {1 / step_seconds:.3f} it/s, {step_seconds * 1e3:.1f} ms/step '
-          f'({step_flops / step_seconds / 1e9:.1f} GFLOP/s achieved); '
-          f'measured/floor = {step_seconds / floor:.2f}', flush=True)
+    print(
+      f'{impl:7s} measured: {1 / step_seconds:.3f} it/s, {step_seconds * 1e3:.1f} ms/step '
+      f'({step_flops / step_seconds / 1e9:.1f} GFLOP/s achieved); '
+      f'measured/floor = {step_seconds / floor:.2f}',
+      flush=True,
+    )
+
 
 if __name__ == '__main__':
   main()

@@ -22,7 +22,9 @@ from lth_jax import train as train_lib
 def bare_step(task, data, iterations: int):
   step = jax.jit(lambda s, x, y, k: train_lib.train_step(task, s, x, y, k), donate_argnums=0)
   state = common.initial_state(task)
-  idx = train_lib.batch_indices(jax.random.key(1), 0, iterations, num_examples=data.x.shape[0], batch_size=60)
+  idx = train_lib.batch_indices(
+    jax.random.key(1), 0, iterations, num_examples=data.x.shape[0], batch_size=60
+  )
   batches = [(data.x[i], data.y[i]) for i in idx]
   state, loss = step(state, *batches[0], jax.random.key(0))
   common.block(loss)
@@ -45,7 +47,9 @@ def main():
   task, data = common.lenet_task(), common.fake_mnist()
   rate = common.matmul_flops_per_second()
   floor = 1000 * common.LENET_STEP_FLOP / rate
-  print(f'matmul rate: {rate / 1e9:.0f} GFLOP/s; one step = {common.LENET_STEP_FLOP / 1e6:.1f} MFLOP')
+  print(
+    f'matmul rate: {rate / 1e9:.0f} GFLOP/s; one step = {common.LENET_STEP_FLOP / 1e6:.1f} MFLOP'
+  )
   print(f'floor:                         {floor:.3f} s / 1,000 iterations')
   per_k = 1000 / args.iterations
   for chunk in (100, 1000):
@@ -54,7 +58,9 @@ def main():
         steps, common.initial_state(task), data, jax.random.key(1),
         iterations=args.iterations, chunk=chunk, repeats=args.repeats,
     ) * per_k  # fmt: skip
-    print(f'library loop (chunks of {chunk:>4}): {t:.3f} s / 1,000 iterations  ({t / floor:.2f}x floor)')
+    print(
+      f'library loop (chunks of {chunk:>4}): {t:.3f} s / 1,000 iterations  ({t / floor:.2f}x floor)'
+    )
   t = common.best_of(bare_step(task, data, min(args.iterations, 2000)), args.repeats)
   t *= 1000 / min(args.iterations, 2000)
   print(f'bare jitted step, Python loop: {t:.3f} s / 1,000 iterations  ({t / floor:.2f}x floor)')

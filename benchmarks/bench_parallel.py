@@ -28,7 +28,9 @@ def per_network_ms(task, train, n: int, iterations: int, shared_order: bool) -> 
   keys = jax.random.split(jax.random.key(1), n)
   if shared_order:
     keys = jax.numpy.stack([keys[0]] * n)
-  seconds = common.chunked_seconds(steps, state, train, keys, iterations=iterations, chunk=100, repeats=2)
+  seconds = common.chunked_seconds(
+    steps, state, train, keys, iterations=iterations, chunk=100, repeats=2
+  )
   return 1000 * seconds / iterations / n
 
 
@@ -67,12 +69,16 @@ def main():
     for shared in (True, False):
       ms = per_network_ms(task, train, n, args.iterations, shared)
       order = 'shared data order' if shared else 'independent orders'
-      print(f'{n:>3} vmapped, {order:<18}: {ms:.3f} ms / iteration / network ({ms / one:.2f}x one network)')
+      print(
+        f'{n:>3} vmapped, {order:<18}: {ms:.3f} ms / iteration / network ({ms / one:.2f}x one network)'
+      )
   dataset = data.load('fashion_mnist', validation_size=5000, data_dir=args.data_dir)
   seq = level_seconds(dataset, args.data_dir, 'false', args.iterations)
   vec = level_seconds(dataset, args.data_dir, 'true', args.iterations)
   print(f'one IMP level, 4 seeds x 2 arms, {args.iterations} iterations each:')
-  print(f'  sequential: {seq:.1f} s   vmapped: {vec:.1f} s   (vmapped / sequential = {vec / seq:.2f})')
+  print(
+    f'  sequential: {seq:.1f} s   vmapped: {vec:.1f} s   (vmapped / sequential = {vec / seq:.2f})'
+  )
 
 
 if __name__ == '__main__':

@@ -32,11 +32,11 @@ def matmul_flops_per_second(n: int = 2048, repeats: int = 10) -> float:
 
 def lenet_task() -> train_lib.Task:
   return train_lib.Task(
-      model=models.get_model('lenet300', num_classes=10),
-      optimizer=optax.adam(1.2e-3),
-      batch_size=60,
-      mean=(0.2860,),
-      std=(0.3530,),
+    model=models.get_model('lenet300', num_classes=10),
+    optimizer=optax.adam(1.2e-3),
+    batch_size=60,
+    mean=(0.2860,),
+    std=(0.3530,),
   )
 
 
@@ -70,7 +70,9 @@ def block(tree):
   return jax.block_until_ready(tree)
 
 
-def chunked_seconds(steps, state, train, keys, *, iterations: int, chunk: int, repeats: int) -> float:
+def chunked_seconds(
+  steps, state, train, keys, *, iterations: int, chunk: int, repeats: int
+) -> float:
   """Best wall time of ``iterations`` training iterations in ``chunk``-long compiled calls.
 
   ``steps`` is a function from ``train.compiled``; the first call (compilation) is not timed.

@@ -40,9 +40,9 @@ from lth_jax.config import default_config
 
 # model: (learning rate, iterations, conv pruning rate, levels to <= 2% remaining).
 RECIPES = {
-    'conv2': (2e-4, 20_000, 0.10, 18),
-    'conv4': (3e-4, 25_000, 0.10, 22),
-    'conv6': (3e-4, 30_000, 0.15, 22),
+  'conv2': (2e-4, 20_000, 0.10, 18),
+  'conv4': (3e-4, 25_000, 0.10, 22),
+  'conv6': (3e-4, 30_000, 0.15, 22),
 }
 VARIANTS = tuple(f'{m}{d}-paper' for m in RECIPES for d in ('', '-dropout')) + ('fashion', 'smoke')
 

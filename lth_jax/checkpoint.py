@@ -57,8 +57,8 @@ def save(path: str | os.PathLike, tree) -> None:
     for partial in path.parent.glob(f'{path.name}{TMP_SUFFIX}*'):
       remove(partial)
     raise CheckpointError(
-        f'could not write checkpoint {path} ({type(e).__name__}: {_one_line(e)}). Free disk '
-        'space or choose another --workdir, then rerun: finished runs on disk are kept.'
+      f'could not write checkpoint {path} ({type(e).__name__}: {_one_line(e)}). Free disk '
+      'space or choose another --workdir, then rerun: finished runs on disk are kept.'
     ) from e
 
 
@@ -73,13 +73,15 @@ def load(path: str | os.PathLike, like=None):
     raise CheckpointError(f'no finished checkpoint at {path}.')
   target = None
   if like is not None:
-    target = jax.tree.map(lambda x: np.zeros(np.shape(x), getattr(x, 'dtype', None) or np.asarray(x).dtype), like)
+    target = jax.tree.map(
+      lambda x: np.zeros(np.shape(x), getattr(x, 'dtype', None) or np.asarray(x).dtype), like
+    )
   try:
     with ocp.StandardCheckpointer() as checkpointer:
       restored = checkpointer.restore(path, target)
   except Exception as e:  # Orbax/TensorStore raise many types for damaged files.
     raise CheckpointError(
-        f'checkpoint {path} is corrupt or incomplete ({type(e).__name__}: {_one_line(e)}).'
+      f'checkpoint {path} is corrupt or incomplete ({type(e).__name__}: {_one_line(e)}).'
     ) from e
   return jax.tree.map(np.asarray, restored)
 

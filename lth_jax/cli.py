@@ -25,7 +25,7 @@ from lth_jax import run as run_lib
 USAGE = __doc__
 
 COMMANDS = {
-    'run': """usage: lth run --config=PATH.py[:VARIANT] [--workdir=DIR] [--config.KEY=VALUE ...]
+  'run': """usage: lth run --config=PATH.py[:VARIANT] [--workdir=DIR] [--config.KEY=VALUE ...]
 
 Runs a study: the dense network (level 0), then each pruning level with every arm,
 and prints a table per level. Results go to WORKDIR/<name>-<hash>/ (summary.csv,
@@ -39,20 +39,20 @@ options:
                               or --config.data.data_dir=/path/to/tfds
   --workdir=DIR               directory holding run directories (default: runs)
 """,
-    'resume': """usage: lth resume RUN_DIR
+  'resume': """usage: lth resume RUN_DIR
 
 Continues an interrupted study from its run directory, with the config saved in
 RUN_DIR/config.json. Finished runs are kept; a half-trained run restarts from its
 last mid-level checkpoint.
 """,
-    'report': """usage: lth report RUN_DIR
+  'report': """usage: lth report RUN_DIR
 
 Writes RUN_DIR/report/index.html and report.md with their figures (accuracy and
 early-stopping iteration vs weights remaining, training curves, weights per
 layer, initial weights). Works on unfinished runs too. Prints the path of
 index.html.
 """,
-    'ls': """usage: lth ls [WORKDIR]
+  'ls': """usage: lth ls [WORKDIR]
 
 Lists the run directories under WORKDIR (default: --workdir, i.e. runs): config
 name, levels done/total and state (running, finished, stopped, diverged).
@@ -69,9 +69,7 @@ def study_steps(config) -> int:
 
 
 def done_steps(config, finished) -> int:
-  return sum(
-      config.num_steps - (config.rewind_step if level else 0) for (_, level, _) in finished
-  )
+  return sum(config.num_steps - (config.rewind_step if level else 0) for (_, level, _) in finished)
 
 
 def run_study(config, workdir, *, log=print, progress: bool | None = None) -> Path:
@@ -122,7 +120,9 @@ def divergence_notes(rows, config) -> list[str]:
     note = (f'diverged: seed {seed} level {level} {r["arm"]} (non-finite loss at step '
             f'{r["diverged_step"]}); left out of the means above')  # fmt: skip
     if r['arm'] == 'ticket' and level < config.num_levels:
-      note += f'; levels {level + 1}-{config.num_levels} of seed {seed} were not run (no ticket to prune)'
+      note += (
+        f'; levels {level + 1}-{config.num_levels} of seed {seed} were not run (no ticket to prune)'
+      )
     notes.append(note + '.')
   return notes
 
@@ -144,8 +144,8 @@ def resume(run_dir: Path, log=print) -> Path:
   expected = run_lib.run_dir_for(run_dir.parent, cfg)
   if expected.resolve() != run_dir.resolve():
     raise run_lib.RunError(
-        f'{run_dir} does not match its config.json (expected the name {expected.name}); '
-        'was it renamed or its config edited?'
+      f'{run_dir} does not match its config.json (expected the name {expected.name}); '
+      'was it renamed or its config edited?'
     )
   return run_study(cfg, run_dir.parent, log=log)
 
@@ -168,7 +168,9 @@ def list_runs(workdir: Path) -> str:
         1 for level in range(total)
         if sum(int(r['level']) == level for r in rows) >= seeds * (1 if level == 0 else arms)
     )  # fmt: skip
-    lines.append(f'{run_dir.name:<40} {cfg["name"]:<24} {done:>4}/{total:<4}  {_state(run_dir, rows, done == total)}')
+    lines.append(
+      f'{run_dir.name:<40} {cfg["name"]:<24} {done:>4}/{total:<4}  {_state(run_dir, rows, done == total)}'
+    )
   return '\n'.join(lines)
 
 

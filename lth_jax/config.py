@@ -194,21 +194,34 @@ def _check_relations(c: dict[str, Any]) -> None:
     raise _error('rewind_step', c['rewind_step'], f'an iteration before num_steps={c["num_steps"]}')
   available = c['data.train_size'] or TRAIN_SIZES[c['data.name']]
   if c['data.train_size'] > TRAIN_SIZES[c['data.name']]:
-    raise _error('data.train_size', c['data.train_size'],
-                 f'0 (all) or at most {TRAIN_SIZES[c["data.name"]]} for {c["data.name"]}')
+    raise _error(
+      'data.train_size',
+      c['data.train_size'],
+      f'0 (all) or at most {TRAIN_SIZES[c["data.name"]]} for {c["data.name"]}',
+    )
   if c['data.validation_size'] >= available:
-    raise _error('data.validation_size', c['data.validation_size'],
-                 f'fewer than the {available} training examples')
+    raise _error(
+      'data.validation_size',
+      c['data.validation_size'],
+      f'fewer than the {available} training examples',
+    )
   if c['data.test_size'] > TEST_SIZES[c['data.name']]:
-    raise _error('data.test_size', c['data.test_size'],
-                 f'0 (all) or at most {TEST_SIZES[c["data.name"]]} for {c["data.name"]}')
+    raise _error(
+      'data.test_size',
+      c['data.test_size'],
+      f'0 (all) or at most {TEST_SIZES[c["data.name"]]} for {c["data.name"]}',
+    )
   train_size = available - c['data.validation_size']
   if c['batch_size'] > train_size:
-    raise _error('batch_size', c['batch_size'],
-                 f'at most the {train_size} training examples left after validation')
+    raise _error(
+      'batch_size',
+      c['batch_size'],
+      f'at most the {train_size} training examples left after validation',
+    )
   if c['checkpoint_every'] % c['eval_every']:
-    raise _error('checkpoint_every', c['checkpoint_every'],
-                 f'0 or a multiple of eval_every={c["eval_every"]}')
+    raise _error(
+      'checkpoint_every', c['checkpoint_every'], f'0 or a multiple of eval_every={c["eval_every"]}'
+    )
   if c['pruning.strategy'] == 'global' and c['pruning.rate'] == 0 and c['num_levels'] > 0:
     raise _error('pruning.rate', 0.0, 'a positive rate for global pruning')  # fmt: skip
 

@@ -54,7 +54,7 @@ def shuffle(state_k: TrainState, masks, key) -> TrainState:
   keys = jax.random.split(key, len(leaves))
   mask_leaves = treedef.flatten_up_to(masks)
   params = treedef.unflatten(
-      [shuffle_within(k, v, m) for k, v, m in zip(keys, leaves, mask_leaves, strict=True)]
+    [shuffle_within(k, v, m) for k, v, m in zip(keys, leaves, mask_leaves, strict=True)]
   )
   return rewind(state_k._replace(params=params), masks)
 
@@ -82,13 +82,12 @@ def make_sign_reinit(init_params: Callable[[jax.Array], object]) -> Control:
 def controls_for(init_params: Callable[[jax.Array], object]) -> dict[str, Control]:
   """Every arm by name. ``ticket`` is the ticket itself."""
   return {
-      'ticket': ticket,
-      'reinit': make_reinit(init_params),
-      'random_prune': random_prune,
-      'shuffle': shuffle,
-      'sign_reinit': make_sign_reinit(init_params),
+    'ticket': ticket,
+    'reinit': make_reinit(init_params),
+    'random_prune': random_prune,
+    'shuffle': shuffle,
+    'sign_reinit': make_sign_reinit(init_params),
   }
 
 
 ARMS = ('ticket', 'reinit', 'random_prune', 'shuffle', 'sign_reinit')
-

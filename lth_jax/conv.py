@@ -57,9 +57,11 @@ def _weight_grad(x, g, kernel_hw, strides, padding):
   n, ho, wo, co = g.shape
   ci = x.shape[-1]
   patches = [
-      lax.slice(xp, (0, i, j, 0), (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, ci), (1, sh, sw, 1))
-      for i in range(kh)
-      for j in range(kw)
+    lax.slice(
+      xp, (0, i, j, 0), (n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1, ci), (1, sh, sw, 1)
+    )
+    for i in range(kh)
+    for j in range(kw)
   ]
   cols = jnp.concatenate(patches, axis=-1).reshape(n * ho * wo, kh * kw * ci)
   dw = jnp.dot(cols.T, g.reshape(n * ho * wo, co), preferred_element_type=g.dtype)
@@ -78,16 +80,16 @@ conv_nhwc.defvjp(_fwd, _bwd)
 
 
 def conv_general_dilated(
-    lhs,
-    rhs,
-    window_strides: Sequence[int],
-    padding,
-    lhs_dilation=None,
-    rhs_dilation=None,
-    dimension_numbers=None,
-    feature_group_count: int = 1,
-    precision=None,
-    **kwargs,
+  lhs,
+  rhs,
+  window_strides: Sequence[int],
+  padding,
+  lhs_dilation=None,
+  rhs_dilation=None,
+  dimension_numbers=None,
+  feature_group_count: int = 1,
+  precision=None,
+  **kwargs,
 ):
   """``lax.conv_general_dilated`` with the im2col weight gradient where it applies.
 
@@ -95,13 +97,13 @@ def conv_general_dilated(
   models here); anything else falls through to ``lax.conv_general_dilated``.
   """
   plain = (
-      lhs.ndim == 4
-      and all(d == 1 for d in (lhs_dilation or (1, 1)))
-      and all(d == 1 for d in (rhs_dilation or (1, 1)))
-      and feature_group_count == 1
-      and precision is None
-      and not kwargs
-      and dimension_numbers == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+    lhs.ndim == 4
+    and all(d == 1 for d in (lhs_dilation or (1, 1)))
+    and all(d == 1 for d in (rhs_dilation or (1, 1)))
+    and feature_group_count == 1
+    and precision is None
+    and not kwargs
+    and dimension_numbers == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
   )
   if not plain:
     return lax.conv_general_dilated(

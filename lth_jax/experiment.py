@@ -23,7 +23,7 @@ from lth_jax import train as train_lib
 def learning_rate_schedule(opt) -> optax.Schedule:
   """Linear warmup, then the base rate times decay_factor at each milestone."""
   decay = optax.piecewise_constant_schedule(
-      opt.learning_rate, {int(m): opt.decay_factor for m in opt.milestones}
+    opt.learning_rate, {int(m): opt.decay_factor for m in opt.milestones}
   )
   if not opt.warmup_steps:
     return decay
@@ -47,7 +47,7 @@ def make_prune(config, params_like):
   p = config.pruning
   if p.strategy == 'layerwise':
     rates = pruning.layer_rates(
-        params_like, conv=p.rate_conv, dense=p.rate_dense, output=p.rate_output
+      params_like, conv=p.rate_conv, dense=p.rate_dense, output=p.rate_output
     )
 
     @functools.partial(jax.jit, static_argnums=2)
@@ -69,11 +69,11 @@ def make_prune(config, params_like):
 def load_data(config) -> data_lib.Dataset:
   d = config.data
   return data_lib.load(
-      d.name,
-      validation_size=d.validation_size,
-      data_dir=d.data_dir or None,
-      manual_dir=d.manual_dir or None,
-      download=d.download,
+    d.name,
+    validation_size=d.validation_size,
+    data_dir=d.data_dir or None,
+    manual_dir=d.manual_dir or None,
+    download=d.download,
   )
 
 
@@ -90,39 +90,43 @@ def build(config, dataset: data_lib.Dataset | None = None) -> imp.Study:
   model_kwargs = {'dropout': config.model.dropout} if config.model.dropout else {}
   model = models.get_model(config.model.name, num_classes=dataset.num_classes, **model_kwargs)
   task = train_lib.Task(
-      model=model,
-      optimizer=make_optimizer(config.optimizer),
-      batch_size=config.batch_size,
-      mean=tuple(float(m) for m in dataset.mean),
-      std=tuple(float(s) for s in dataset.std),
-      augment=config.data.augment,
+    model=model,
+    optimizer=make_optimizer(config.optimizer),
+    batch_size=config.batch_size,
+    mean=tuple(float(m) for m in dataset.mean),
+    std=tuple(float(s) for s in dataset.std),
+    augment=config.data.augment,
   )
   eb = config.eval_batch_size
   splits = {
-      'train': train_lib.make_eval_split(train_x[: config.train_eval_size], train_y[: config.train_eval_size], eb),
-      'val': train_lib.make_eval_split(dataset.val_x, dataset.val_y, eb),
-      'test': train_lib.make_eval_split(test_x, test_y, eb),
+    'train': train_lib.make_eval_split(
+      train_x[: config.train_eval_size], train_y[: config.train_eval_size], eb
+    ),
+    'val': train_lib.make_eval_split(dataset.val_x, dataset.val_y, eb),
+    'test': train_lib.make_eval_split(test_x, test_y, eb),
   }
   input_shape = tuple(train_x.shape[1:])
-  params_like = jax.eval_shape(lambda: train_lib.init_variables(model, jax.random.key(0), input_shape)[0])
+  params_like = jax.eval_shape(
+    lambda: train_lib.init_variables(model, jax.random.key(0), input_shape)[0]
+  )
   vmapped = parallel.use_vmap(config)
   study = imp.Study(
-      task=task,
-      train=train_lib.DataArrays(jax.device_put(train_x), jax.device_put(train_y.astype(np.int32))),
-      eval_splits=splits,
-      input_shape=input_shape,
-      num_steps=config.num_steps,
-      eval_every=config.eval_every,
-      rewind_step=config.rewind_step,
-      num_levels=config.num_levels,
-      prune=make_prune(config, params_like),
-      arms=config_lib.arms_of(config),
-      seeds=list(range(config.seed, config.seed + config.num_seeds)),
-      checkpoint_every=config.checkpoint_every,
-      vmapped=vmapped,
-      group_size=config.max_parallel_runs,
-      iterative=config.pruning.iterative,
-      shard=parallel.sharder() if vmapped else (lambda tree: tree),
+    task=task,
+    train=train_lib.DataArrays(jax.device_put(train_x), jax.device_put(train_y.astype(np.int32))),
+    eval_splits=splits,
+    input_shape=input_shape,
+    num_steps=config.num_steps,
+    eval_every=config.eval_every,
+    rewind_step=config.rewind_step,
+    num_levels=config.num_levels,
+    prune=make_prune(config, params_like),
+    arms=config_lib.arms_of(config),
+    seeds=list(range(config.seed, config.seed + config.num_seeds)),
+    checkpoint_every=config.checkpoint_every,
+    vmapped=vmapped,
+    group_size=config.max_parallel_runs,
+    iterative=config.pruning.iterative,
+    shard=parallel.sharder() if vmapped else (lambda tree: tree),
   )
   if vmapped:
     study.group_size = _runs_per_call(study, config.max_parallel_runs)
@@ -136,5 +140,7 @@ def _runs_per_call(study: imp.Study, requested: int) -> int:
     return requested
   steps, _ = train_lib.compiled(study.task, vmapped=False)
   data_key = jax.eval_shape(lambda: study.keys(0)[1])
-  per_run = parallel.bytes_per_run(steps, study.state_like(), study.train, data_key, study.eval_every)
+  per_run = parallel.bytes_per_run(
+    steps, study.state_like(), study.train, data_key, study.eval_every
+  )
   return parallel.runs_per_call(per_run, available, study.shard.multiple, requested)

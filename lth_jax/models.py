@@ -56,11 +56,11 @@ def _batch_norm(train: bool, bn_init: str, name: str | None = None) -> nn.BatchN
   # open_lth's default 'uniform' BN init draws the scale from U[0, 1).
   scale_init = nn.initializers.ones if bn_init == 'ones' else nn.initializers.uniform(1.0)
   return nn.BatchNorm(
-      use_running_average=not train,
-      momentum=0.9,
-      epsilon=1e-5,
-      scale_init=scale_init,
-      name=name,
+    use_running_average=not train,
+    momentum=0.9,
+    epsilon=1e-5,
+    scale_init=scale_init,
+    name=name,
   )
 
 
@@ -89,12 +89,12 @@ class ConvNet(nn.Module):
     for block in range(self.num_blocks):
       for j in range(2):
         conv = _conv(
-            self.conv_impl,
-            64 * 2**block,
-            (3, 3),
-            padding='SAME',
-            kernel_init=glorot_normal,
-            name=f'conv_{2 * block + j}',
+          self.conv_impl,
+          64 * 2**block,
+          (3, 3),
+          padding='SAME',
+          kernel_init=glorot_normal,
+          name=f'conv_{2 * block + j}',
         )
         x = nn.relu(conv(x))
       x = nn.max_pool(x, (2, 2), strides=(2, 2))
@@ -129,7 +129,7 @@ class VGG(nn.Module):
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
         continue
       x = _conv(
-          self.conv_impl, spec, (3, 3), padding=1, kernel_init=kaiming_normal, name=f'conv_{i}'
+        self.conv_impl, spec, (3, 3), padding=1, kernel_init=kaiming_normal, name=f'conv_{i}'
       )(x)
       x = nn.relu(_batch_norm(train, self.bn_init, name=f'bn_{i}')(x))
       i += 1
@@ -149,7 +149,14 @@ class BasicBlock(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     conv = lambda f, k, s, p, name: _conv(
-        self.conv_impl, f, (k, k), strides=s, padding=p, use_bias=False, kernel_init=kaiming_normal, name=name
+      self.conv_impl,
+      f,
+      (k, k),
+      strides=s,
+      padding=p,
+      use_bias=False,
+      kernel_init=kaiming_normal,
+      name=name,
     )
     # Explicit padding 1 (not SAME) so stride-2 windows align with torch's.
     y = conv(self.features, 3, self.strides, 1, 'conv_0')(x)
@@ -195,21 +202,19 @@ class ResNet(nn.Module):
 
 # name -> constructor taking ``num_classes`` (and model-specific keywords).
 MODELS: dict[str, Callable[..., nn.Module]] = {
-    'lenet300': LeNet300100,
-    'conv2': functools.partial(ConvNet, num_blocks=1),
-    'conv4': functools.partial(ConvNet, num_blocks=2),
-    'conv6': functools.partial(ConvNet, num_blocks=3),
-    'vgg19': VGG,
-    'resnet20': functools.partial(ResNet, depth=20),
+  'lenet300': LeNet300100,
+  'conv2': functools.partial(ConvNet, num_blocks=1),
+  'conv4': functools.partial(ConvNet, num_blocks=2),
+  'conv6': functools.partial(ConvNet, num_blocks=3),
+  'vgg19': VGG,
+  'resnet20': functools.partial(ResNet, depth=20),
 }
 
 
 def get_model(name: str, *, num_classes: int, **kwargs) -> nn.Module:
   """Returns the model called ``name`` (a key of ``MODELS``)."""
   if name not in MODELS:
-    raise ValueError(
-        f'model.name={name!r} is not a known model; choose one of {sorted(MODELS)}.'
-    )
+    raise ValueError(f'model.name={name!r} is not a known model; choose one of {sorted(MODELS)}.')
   return MODELS[name](num_classes=num_classes, **kwargs)
 
 

@@ -98,9 +98,9 @@ def runs_per_call(per_run: int, available: int | None, num_devices: int, request
     fit = int(available * MEMORY_FRACTION) // per_run
     if fit < 1:
       raise MemoryError(
-          f'one run needs about {per_run / 2**20:.0f} MiB of device memory and '
-          f'{available * MEMORY_FRACTION / 2**20:.0f} MiB are usable: use a smaller batch_size '
-          "or model, or parallel='false'."
+        f'one run needs about {per_run / 2**20:.0f} MiB of device memory and '
+        f'{available * MEMORY_FRACTION / 2**20:.0f} MiB are usable: use a smaller batch_size '
+        "or model, or parallel='false'."
       )
     fit *= num_devices
     limit = min(limit, fit) if limit else fit

@@ -31,7 +31,7 @@ class TqdmProgress:
       self.bar.update(steps)
       if 'val_loss' in metrics:
         self.bar.set_postfix(
-            val_loss=f'{metrics["val_loss"]:.4f}', test_acc=f'{metrics["test_accuracy"]:.4f}'
+          val_loss=f'{metrics["val_loss"]:.4f}', test_acc=f'{metrics["test_accuracy"]:.4f}'
         )
 
   def close(self) -> None:

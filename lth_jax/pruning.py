@@ -96,8 +96,8 @@ def random_masks(key, masks):
   leaves, treedef = jax.tree.flatten(masks)
   keys = jax.random.split(key, len(leaves))
   out = [
-      keep_top(jax.random.uniform(k, m.shape), jnp.sum(m, dtype=jnp.int32))
-      for k, m in zip(keys, leaves, strict=True)
+    keep_top(jax.random.uniform(k, m.shape), jnp.sum(m, dtype=jnp.int32))
+    for k, m in zip(keys, leaves, strict=True)
   ]
   return treedef.unflatten(out)
 

@@ -41,19 +41,23 @@ Columns = dict[str, np.ndarray]
 # Known arms first, in this order and colour; other arms follow alphabetically.
 ARM_ORDER = ('ticket', 'reinit', 'random_prune', 'shuffle', 'sign_reinit')
 ARM_LABELS = {
-    'ticket': 'winning ticket (IMP)',
-    'reinit': 'random reinit',
-    'random_prune': 'random pruning',
-    'shuffle': 'shuffled init',
-    'sign_reinit': 'sign-preserving reinit',
+  'ticket': 'winning ticket (IMP)',
+  'reinit': 'random reinit',
+  'random_prune': 'random pruning',
+  'shuffle': 'shuffled init',
+  'sign_reinit': 'sign-preserving reinit',
 }
 # Weights remaining (LeNet-300-100) at which the paper reports results.
 PAPER_TARGETS = (0.513, 0.211, 0.070)
 DPI = 120
 FIGURE_NAMES = (
-    'accuracy_vs_remaining.png', 'early_stop_vs_remaining.png', 'test_accuracy_curves.png',
-    'train_test_gap.png', 'layer_remaining.png', 'init_weight_histograms.png',
-    'mask_overlap.png',
+  'accuracy_vs_remaining.png',
+  'early_stop_vs_remaining.png',
+  'test_accuracy_curves.png',
+  'train_test_gap.png',
+  'layer_remaining.png',
+  'init_weight_histograms.png',
+  'mask_overlap.png',
 )
 
 
@@ -149,12 +153,20 @@ def aggregate(summary: Columns) -> list[ArmStats]:
       def ms(name, ok=ok):
         return _mean_std(summary[name][ok]) if name in summary else (math.nan, math.nan)
 
-      stats.append(ArmStats(
-          level=level, arm=str(arm), remaining=float(np.mean(summary['weights_remaining'][rows])),
-          test_acc=ms('test_accuracy_at_early_stop'), early_stop=ms('early_stop_step'),
-          train_acc=ms('train_accuracy_at_early_stop'), final_test_acc=ms('final_test_accuracy'),
-          n=int(ok.sum()), n_diverged=int((rows & ~ok).sum()),
-          seeds=tuple(int(s) for s in summary['seed'][ok])))
+      stats.append(
+        ArmStats(
+          level=level,
+          arm=str(arm),
+          remaining=float(np.mean(summary['weights_remaining'][rows])),
+          test_acc=ms('test_accuracy_at_early_stop'),
+          early_stop=ms('early_stop_step'),
+          train_acc=ms('train_accuracy_at_early_stop'),
+          final_test_acc=ms('final_test_accuracy'),
+          n=int(ok.sum()),
+          n_diverged=int((rows & ~ok).sum()),
+          seeds=tuple(int(s) for s in summary['seed'][ok]),
+        )
+      )
   return stats
 
 
@@ -245,8 +257,10 @@ img{max-width:100%;border:1px solid #ddd} figure{margin:1em 0}
 
 def _html(doc: Doc, title: str) -> str:
   e = html.escape
-  out = [f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{e(title)}</title>',
-         f'<style>{_CSS}</style></head><body>']
+  out = [
+    f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{e(title)}</title>',
+    f'<style>{_CSS}</style></head><body>',
+  ]
   for block in doc.blocks:
     kind = block[0]
     if kind == 'h':
@@ -259,13 +273,18 @@ def _html(doc: Doc, title: str) -> str:
       out.append('<ul>' + ''.join(f'<li>{e(i)}</li>' for i in block[1]) + '</ul>')
     elif kind == 'table':
       _, headers, rows, caption = block
-      out.append(f'<table><caption>{e(caption)}</caption><tr>'
-                 + ''.join(f'<th>{e(h)}</th>' for h in headers) + '</tr>')
+      out.append(
+        f'<table><caption>{e(caption)}</caption><tr>'
+        + ''.join(f'<th>{e(h)}</th>' for h in headers)
+        + '</tr>'
+      )
       out.extend('<tr>' + ''.join(f'<td>{e(c)}</td>' for c in r) + '</tr>' for r in rows)
       out.append('</table>')
     elif kind == 'img':
-      out.append(f'<figure><img src="{e(block[1])}" alt="{e(block[2])}">'
-                 f'<figcaption>{e(block[2])}</figcaption></figure>')
+      out.append(
+        f'<figure><img src="{e(block[1])}" alt="{e(block[2])}">'
+        f'<figcaption>{e(block[2])}</figcaption></figure>'
+      )
   out.append('</body></html>\n')
   return '\n'.join(out)
 
@@ -355,8 +374,9 @@ def _dense_line(ax, dense: ArmStats | None, getter: Callable, scale: float, unit
   mean, std = getter(dense)
   if not math.isfinite(mean):
     return
-  ax.axhline(scale * mean, color='k', ls='--', lw=1.2,
-             label=f'dense (level 0): {scale * mean:.4g}{unit}')
+  ax.axhline(
+    scale * mean, color='k', ls='--', lw=1.2, label=f'dense (level 0): {scale * mean:.4g}{unit}'
+  )
   if dense.n > 1 and std > 0:
     ax.axhspan(scale * (mean - std), scale * (mean + std), color='k', alpha=0.08, lw=0)
 
@@ -377,8 +397,17 @@ def _plot_vs_remaining(ax, stats, getter, scale, all_arms):
     x = np.array([s.remaining for s in group]) * dodge
     y = np.array([getter(s)[0] for s in group]) * scale
     err = np.nan_to_num(np.array([getter(s)[1] for s in group]) * scale)
-    ax.errorbar(x, y, yerr=err, marker='o', ms=4, capsize=3, lw=1.5,
-                color=_arm_color(arm, all_arms), label=ARM_LABELS.get(arm, arm))
+    ax.errorbar(
+      x,
+      y,
+      yerr=err,
+      marker='o',
+      ms=4,
+      capsize=3,
+      lw=1.5,
+      color=_arm_color(arm, all_arms),
+      label=ARM_LABELS.get(arm, arm),
+    )
 
 
 def figure_vs_remaining(stats, path: Path, *, getter, scale, ylabel, title, unit) -> str:
@@ -475,8 +504,14 @@ def figure_curves(means, remaining, path: Path) -> str:
   plotted = []
   for (level, arm), (steps, ys, _) in _curve_order(means):
     color = f'C{levels.index(level) % 10}'
-    ax.plot(steps, 100 * ys, color=color, ls=styles.get(arm, ':'), lw=1.5,
-            label=f'{pct_label(remaining[level])}% — {ARM_LABELS.get(arm, arm)}')
+    ax.plot(
+      steps,
+      100 * ys,
+      color=color,
+      ls=styles.get(arm, ':'),
+      lw=1.5,
+      label=f'{pct_label(remaining[level])}% — {ARM_LABELS.get(arm, arm)}',
+    )
     plotted.append(100 * ys[np.isfinite(ys)])
   ax.set_ylim(*_curve_ylim(np.concatenate(plotted)))
   ax.ticklabel_format(axis='y', useOffset=False)
@@ -504,8 +539,9 @@ def figure_gap(stats, path: Path) -> str:
     axes[0, 0].plot(x, test, ls='-', marker='o', color=color, label=f'{label}: test')
     axes[0, 1].plot(x, train - test, marker='o', color=color, label=label)
   for ax, ylabel, title in (
-      (axes[0, 0], 'Accuracy at early stop (%)', 'Train vs test accuracy at early stop'),
-      (axes[0, 1], 'Train − test accuracy (percentage points)', 'Generalization gap')):
+    (axes[0, 0], 'Accuracy at early stop (%)', 'Train vs test accuracy at early stop'),
+    (axes[0, 1], 'Train − test accuracy (percentage points)', 'Generalization gap'),
+  ):
     _remaining_axis(ax, [s.remaining for s in stats])
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -520,8 +556,7 @@ def layer_table(layers: Columns) -> tuple[list[str], dict[int, dict[str, float]]
   table = {}
   for level in sorted({int(v) for v in layers['level'][rows]}):
     at = rows & (layers['level'] == level)
-    table[level] = {n: _mean_std(layers['fraction'][at & (layers['layer'] == n)])[0]
-                    for n in names}
+    table[level] = {n: _mean_std(layers['fraction'][at & (layers['layer'] == n)])[0] for n in names}
   return names, table
 
 
@@ -531,15 +566,21 @@ def figure_layers(names, table, overall: dict[int, float], path: Path) -> str:
   ax = axes[0, 0]
   levels = sorted(table)
   for i, name in enumerate(names):
-    ax.plot(levels, [100 * table[lv][name] for lv in levels], marker='o', ms=4,
-            color=f'C{i % 10}', label=name)
+    ax.plot(
+      levels,
+      [100 * table[lv][name] for lv in levels],
+      marker='o',
+      ms=4,
+      color=f'C{i % 10}',
+      label=name,
+    )
   shared = [lv for lv in levels if lv in overall]
   ax.plot(shared, [100 * overall[lv] for lv in shared], 'k--', lw=1.2, label='all prunable')
   _percent_log_y(ax)
   ax.set_xlabel('Pruning level (round)')
   ax.set_ylabel('Weights remaining (%, log scale)')
   ax.set_title('Weights remaining per layer (winning ticket)')
-  ax.set_xticks(levels if len(levels) <= 20 else levels[::math.ceil(len(levels) / 20)])
+  ax.set_xticks(levels if len(levels) <= 20 else levels[:: math.ceil(len(levels) / 20)])
   ax.grid(True, which='both', alpha=0.3)
   ax.legend(fontsize=8)
   return _save(fig, path)
@@ -600,12 +641,19 @@ def figure_init_histograms(weights, level_masks, remaining, path: Path) -> str:
       if level == 0 or name not in m or not m[name].any():
         continue
       label = f'level {level} ({pct_label(remaining.get(level, math.nan))}% overall)'
-      ax.hist(w[m[name]], bins=bins, density=True, histtype='step', lw=1.5,
-              color=f'C{j % 10}', label=label)
+      ax.hist(
+        w[m[name]],
+        bins=bins,
+        density=True,
+        histtype='step',
+        lw=1.5,
+        color=f'C{j % 10}',
+        label=label,
+      )
     ax.set_title(name)
     ax.set_xlabel('Initial weight value θ0')
     ax.set_ylabel('Density')
-  for ax in axes.flat[len(names):]:
+  for ax in axes.flat[len(names) :]:
     ax.set_visible(False)
   handles, labels = axes.flat[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc='outside lower center', ncols=len(labels), fontsize=8)
@@ -623,9 +671,16 @@ def init_weight_rows(weights, level_masks, remaining) -> list[list[str]]:
         continue
       kept = w[m[name]]
       near_zero = np.mean(np.abs(kept) < sigma / 2) if kept.size else math.nan
-      rows.append([name, level, pct_label(remaining.get(level, math.nan)), kept.size,
-                   _num(float(np.std(kept)) if kept.size else math.nan, 4),
-                   _num(near_zero, 1, 100)])
+      rows.append(
+        [
+          name,
+          level,
+          pct_label(remaining.get(level, math.nan)),
+          kept.size,
+          _num(float(np.std(kept)) if kept.size else math.nan, 4),
+          _num(near_zero, 1, 100),
+        ]
+      )
   return rows
 
 
@@ -663,12 +718,17 @@ def mask_overlap(run_dir: Path, seeds: Sequence[int], levels: Sequence[int]) -> 
     names = list(per_seed[0])
     flat = [np.concatenate([m[n] for n in names]) for m in per_seed]
     mean, std, _ = mean_pairwise_jaccard(flat)
-    result.append(Overlap(
-        level=level, n_seeds=len(per_seed), density=float(np.mean([f.mean() for f in flat])),
+    result.append(
+      Overlap(
+        level=level,
+        n_seeds=len(per_seed),
+        density=float(np.mean([f.mean() for f in flat])),
         jaccard=(mean, std),
         layer_jaccard={n: mean_pairwise_jaccard([m[n] for m in per_seed])[0] for n in names},
         layer_density={n: float(np.mean([m[n].mean() for m in per_seed])) for n in names},
-        sizes={n: per_seed[0][n].size for n in names}))
+        sizes={n: per_seed[0][n].size for n in names},
+      )
+    )
   return result
 
 
@@ -677,14 +737,33 @@ def figure_overlap(overlaps: Sequence[Overlap], path: Path) -> str:
   fig, axes = _new_figure()
   ax = axes[0, 0]
   x = np.array([o.density for o in overlaps])
-  ax.errorbar(x, [o.jaccard[0] for o in overlaps], yerr=[o.jaccard[1] for o in overlaps],
-              color='C0', marker='o', lw=2, capsize=3, label='ticket masks, all prunable weights')
+  ax.errorbar(
+    x,
+    [o.jaccard[0] for o in overlaps],
+    yerr=[o.jaccard[1] for o in overlaps],
+    color='C0',
+    marker='o',
+    lw=2,
+    capsize=3,
+    label='ticket masks, all prunable weights',
+  )
   for i, name in enumerate(overlaps[0].layer_jaccard):
-    ax.plot(x, [o.layer_jaccard.get(name, math.nan) for o in overlaps], lw=1, alpha=0.7,
-            marker='.', color=f'C{(i + 1) % 10}', label=f'ticket masks, layer {name}')
+    ax.plot(
+      x,
+      [o.layer_jaccard.get(name, math.nan) for o in overlaps],
+      lw=1,
+      alpha=0.7,
+      marker='.',
+      color=f'C{(i + 1) % 10}',
+      label=f'ticket masks, layer {name}',
+    )
   ax.plot(x, [random_jaccard(d) for d in x], 'k--', label='random masks, same density: d/(2−d)')
-  ax.plot(x, [o.random_same_layer_densities for o in overlaps], 'k:',
-          label='random masks, same per-layer densities')
+  ax.plot(
+    x,
+    [o.random_same_layer_densities for o in overlaps],
+    'k:',
+    label='random masks, same per-layer densities',
+  )
   _remaining_axis(ax, x)
   ax.set_ylim(0, 1.05)
   ax.set_ylabel('Mean pairwise Jaccard index between seeds')
@@ -748,21 +827,28 @@ def section_header(run: Run, doc: Doc):
   doc.heading(f'Lottery ticket report: {_cfg(c, "name")}', 1)
   levels = run.levels
   done = f'{len(levels)} ({levels[0]}–{levels[-1]})' if levels else 'none'
-  rows = [['Model', _cfg(c, 'model.name')], ['Data set', _cfg(c, 'data.name')],
-          ['Seeds', ', '.join(map(str, run.seeds)) or 'none'],
-          ['Levels done', f'{done} of {_cfg(c, "num_levels")} configured'],
-          ['Arms', ', '.join(_sort_arms(s.arm for s in run.stats)) or 'none'],
-          ['Rewind step', _cfg(c, 'rewind_step')],
-          ['Diverged trainings', sum(s.n_diverged for s in run.stats)]]
+  rows = [
+    ['Model', _cfg(c, 'model.name')],
+    ['Data set', _cfg(c, 'data.name')],
+    ['Seeds', ', '.join(map(str, run.seeds)) or 'none'],
+    ['Levels done', f'{done} of {_cfg(c, "num_levels")} configured'],
+    ['Arms', ', '.join(_sort_arms(s.arm for s in run.stats)) or 'none'],
+    ['Rewind step', _cfg(c, 'rewind_step')],
+    ['Diverged trainings', sum(s.n_diverged for s in run.stats)],
+  ]
   if run.dense is not None:
-    rows.append(['Dense test accuracy at early stop (%)',
-                 _pm(run.dense.test_acc, run.dense.n, 100)])
+    rows.append(
+      ['Dense test accuracy at early stop (%)', _pm(run.dense.test_acc, run.dense.n, 100)]
+    )
   doc.table(['', 'Value'], rows, 'Run')
-  doc.para('Means and ± values are the mean and sample standard deviation over seeds; diverged '
-           'trainings are counted but excluded from every mean, error bar and curve.')
+  doc.para(
+    'Means and ± values are the mean and sample standard deviation over seeds; diverged '
+    'trainings are counted but excluded from every mean, error bar and curve.'
+  )
   if _is_lenet_mnist(c):
     doc.heading('Paper reference (Frankle & Carbin 2019, LeNet-300-100 on MNIST)', 3)
-    doc.items([
+    doc.items(
+      [
         'Dense test accuracy ≈ 98.0 ± 0.2%.',
         'Weights remaining after k rounds: 51.3% (k=3), 21.1% (7), 13.5% (9), 7.0% (12), '
         '3.6% (15).',
@@ -770,21 +856,34 @@ def section_header(run: Run, doc: Doc):
         'than a random reinit there, and about 0.5 pp more accurate.',
         'More than 0.3 pp above dense at 13.5%; back to dense accuracy at 3.6%; random reinit '
         'loses accuracy from 21.1% on.',
-        'At 10.7% remaining: IMP ≈ 98.3 ± 0.1% vs random mask ≈ 97.5 ± 0.3% '
-        '(Stabilizing the LTH).'])
+        'At 10.7% remaining: IMP ≈ 98.3 ± 0.1% vs random mask ≈ 97.5 ± 0.3% (Stabilizing the LTH).',
+      ]
+    )
     if 'fashion' in str(_cfg(c, 'data.name', '')).lower():
-      doc.note('This run uses Fashion-MNIST; the numbers above are for MNIST. Dense MLPs of this '
-               'size reach about 89–90% on Fashion-MNIST.')
+      doc.note(
+        'This run uses Fashion-MNIST; the numbers above are for MNIST. Dense MLPs of this '
+        'size reach about 89–90% on Fashion-MNIST.'
+      )
 
 
 def _stats_rows(stats: Sequence[ArmStats]) -> list[list[str]]:
   rows = []
   for s in stats:
     gap = (s.train_acc[0] - s.test_acc[0], math.nan)
-    rows.append([s.level, ARM_LABELS.get(s.arm, s.arm), pct_label(s.remaining),
-                 _pm(s.test_acc, s.n, 100), _pm(s.early_stop, s.n, 1, 0),
-                 _pm(s.train_acc, s.n, 100), _pm(gap, 1, 100), _pm(s.final_test_acc, s.n, 100),
-                 s.n, s.n_diverged])
+    rows.append(
+      [
+        s.level,
+        ARM_LABELS.get(s.arm, s.arm),
+        pct_label(s.remaining),
+        _pm(s.test_acc, s.n, 100),
+        _pm(s.early_stop, s.n, 1, 0),
+        _pm(s.train_acc, s.n, 100),
+        _pm(gap, 1, 100),
+        _pm(s.final_test_acc, s.n, 100),
+        s.n,
+        s.n_diverged,
+      ]
+    )
   return rows
 
 
@@ -807,8 +906,10 @@ def _comparison_rows(run: Run) -> tuple[list[str], list[list[str]]]:
       if o is None:
         row += ['—', '—']
         continue
-      row += [_num(t.test_acc[0] - o.test_acc[0], 2, 100),
-              _num(o.early_stop[0] / t.early_stop[0] if t.early_stop[0] else math.nan, 2)]
+      row += [
+        _num(t.test_acc[0] - o.test_acc[0], 2, 100),
+        _num(o.early_stop[0] / t.early_stop[0] if t.early_stop[0] else math.nan, 2),
+      ]
     rows.append(row)
   return headers, rows
 
@@ -819,27 +920,56 @@ def section_accuracy(run: Run, doc: Doc):
   if not run.stats:
     doc.note('summary.csv is missing or empty: no finished level yet.')
     return
-  doc.image(figure_vs_remaining(
-      run.stats, run.out_dir / FIGURE_NAMES[0], getter=lambda s: s.test_acc, scale=100,
-      ylabel='Test accuracy at early stop (%)', unit='%',
-      title='Test accuracy at the early-stopping iteration'),
-      'Figure 1. Test accuracy at the iteration of minimum validation loss; mean ± std over '
-      'seeds.')
-  doc.image(figure_vs_remaining(
-      run.stats, run.out_dir / FIGURE_NAMES[1], getter=lambda s: s.early_stop, scale=1,
-      ylabel='Early-stop iteration (minimum validation loss)', unit='',
-      title='Early-stopping iteration'),
-      'Figure 2. Iteration of minimum validation loss (lower = learns faster); mean ± std '
-      'over seeds.')
-  doc.table(['Level', 'Arm', 'Remaining (%)', 'Test acc @ ES (%)', 'Early-stop step',
-             'Train acc @ ES (%)', 'Train − test (pp)', 'Final test acc (%)', 'n seeds',
-             'n diverged'], _stats_rows(run.stats),
-            'Table 1. Per level and arm (numbers behind Figures 1, 2 and 4). n seeds counts '
-            'non-diverged trainings.')
+  doc.image(
+    figure_vs_remaining(
+      run.stats,
+      run.out_dir / FIGURE_NAMES[0],
+      getter=lambda s: s.test_acc,
+      scale=100,
+      ylabel='Test accuracy at early stop (%)',
+      unit='%',
+      title='Test accuracy at the early-stopping iteration',
+    ),
+    'Figure 1. Test accuracy at the iteration of minimum validation loss; mean ± std over seeds.',
+  )
+  doc.image(
+    figure_vs_remaining(
+      run.stats,
+      run.out_dir / FIGURE_NAMES[1],
+      getter=lambda s: s.early_stop,
+      scale=1,
+      ylabel='Early-stop iteration (minimum validation loss)',
+      unit='',
+      title='Early-stopping iteration',
+    ),
+    'Figure 2. Iteration of minimum validation loss (lower = learns faster); mean ± std '
+    'over seeds.',
+  )
+  doc.table(
+    [
+      'Level',
+      'Arm',
+      'Remaining (%)',
+      'Test acc @ ES (%)',
+      'Early-stop step',
+      'Train acc @ ES (%)',
+      'Train − test (pp)',
+      'Final test acc (%)',
+      'n seeds',
+      'n diverged',
+    ],
+    _stats_rows(run.stats),
+    'Table 1. Per level and arm (numbers behind Figures 1, 2 and 4). n seeds counts '
+    'non-diverged trainings.',
+  )
   headers, rows = _comparison_rows(run)
   if rows:
-    doc.table(headers, rows, 'Table 2. Ticket relative to the dense network and to each control '
-              '(differences of means; step ratio > 1 means the ticket stops earlier).')
+    doc.table(
+      headers,
+      rows,
+      'Table 2. Ticket relative to the dense network and to each control '
+      '(differences of means; step ratio > 1 means the ticket stops earlier).',
+    )
 
 
 def _curve_table(means, remaining) -> tuple[list[str], list[list[str]]]:
@@ -850,8 +980,10 @@ def _curve_table(means, remaining) -> tuple[list[str], list[list[str]]]:
   rows = []
   for (level, arm), (steps, ys, _) in _curve_order(means):
     lookup = dict(zip(steps.tolist(), ys.tolist()))
-    rows.append([level, pct_label(remaining[level]), arm]
-                + [_num(lookup.get(float(s), math.nan), 2, 100) for s in picks])
+    rows.append(
+      [level, pct_label(remaining[level]), arm]
+      + [_num(lookup.get(float(s), math.nan), 2, 100) for s in picks]
+    )
   return headers, rows
 
 
@@ -877,13 +1009,18 @@ def section_curves(run: Run, doc: Doc, curve_levels: Sequence[int] | None):
   if not means:
     doc.note(f'No finished, non-diverged ticket or reinit curves at levels {levels}.')
     return
-  doc.image(figure_curves(means, remaining, run.out_dir / FIGURE_NAMES[2]),
-            'Figure 3. Mean test accuracy over seeds during training; colour = level, ticket '
-            'solid, reinit dashed. The y axis clips the start of training to show the plateau.')
+  doc.image(
+    figure_curves(means, remaining, run.out_dir / FIGURE_NAMES[2]),
+    'Figure 3. Mean test accuracy over seeds during training; colour = level, ticket '
+    'solid, reinit dashed. The y axis clips the start of training to show the plateau.',
+  )
   headers, rows = _curve_table(means, remaining)
   csv_name = _write_curves_csv(means, remaining, run.out_dir / 'test_accuracy_curves.csv')
-  doc.table(headers, rows, f'Table 3. Mean test accuracy (%) at selected steps; every point of '
-            f'Figure 3 is in {csv_name}.')
+  doc.table(
+    headers,
+    rows,
+    f'Table 3. Mean test accuracy (%) at selected steps; every point of Figure 3 is in {csv_name}.',
+  )
 
 
 def section_gap(run: Run, doc: Doc):
@@ -892,9 +1029,11 @@ def section_gap(run: Run, doc: Doc):
   if not any(s.arm in ('ticket', 'reinit') for s in run.stats):
     doc.note('No ticket or reinit rows in summary.csv.')
     return
-  doc.image(figure_gap(run.stats, run.out_dir / FIGURE_NAMES[3]),
-            'Figure 4. Train (dashed, open markers) and test (solid) accuracy at the early-stop '
-            'iteration, and their difference; means over seeds. Numbers in Table 1.')
+  doc.image(
+    figure_gap(run.stats, run.out_dir / FIGURE_NAMES[3]),
+    'Figure 4. Train (dashed, open markers) and test (solid) accuracy at the early-stop '
+    'iteration, and their difference; means over seeds. Numbers in Table 1.',
+  )
 
 
 def section_layers(run: Run, doc: Doc):
@@ -905,12 +1044,20 @@ def section_layers(run: Run, doc: Doc):
     return
   names, table = layer_table(run.layers)
   overall = {s.level: s.remaining for s in run.stats if s.arm == 'ticket'}
-  doc.image(figure_layers(names, table, overall, run.out_dir / FIGURE_NAMES[4]),
-            'Figure 5. Fraction of each layer\'s weights kept by the ticket (mean over seeds).')
-  rows = [[lv, pct_label(overall[lv]) if lv in overall else '—']
-          + [_num(table[lv][n], 2, 100) for n in names] for lv in sorted(table)]
-  doc.table(['Level', 'All prunable (%)'] + [f'{n} (%)' for n in names], rows,
-            'Table 4. Weights remaining per layer, ticket arm, mean over seeds.')
+  doc.image(
+    figure_layers(names, table, overall, run.out_dir / FIGURE_NAMES[4]),
+    "Figure 5. Fraction of each layer's weights kept by the ticket (mean over seeds).",
+  )
+  rows = [
+    [lv, pct_label(overall[lv]) if lv in overall else '—']
+    + [_num(table[lv][n], 2, 100) for n in names]
+    for lv in sorted(table)
+  ]
+  doc.table(
+    ['Level', 'All prunable (%)'] + [f'{n} (%)' for n in names],
+    rows,
+    'Table 4. Weights remaining per layer, ticket arm, mean over seeds.',
+  )
 
 
 def section_init(run: Run, doc: Doc):
@@ -925,17 +1072,28 @@ def section_init(run: Run, doc: Doc):
   if missing:
     doc.note(f'Mask checkpoints missing for seed {seed} at levels {missing}: not shown.')
   if int(_cfg(run.config, 'rewind_step', 0) or 0) > 0:
-    doc.note('This run rewinds to a later step; the tickets train from θk, while these '
-             'histograms show θ0 under the ticket masks.')
-  doc.image(figure_init_histograms(weights, level_masks, run.remaining,
-                                   run.out_dir / FIGURE_NAMES[5]),
-            f'Figure 6. Seed {seed}: histograms of θ0 ⊙ mask (surviving weights only, each '
-            'normalized to unit area) against the dense initialization.')
-  doc.table(['Layer', 'Level', 'Remaining overall (%)', 'Weights kept', 'Std of kept θ0',
-             'Kept with |θ0| < σ_dense/2 (%)'],
-            init_weight_rows(weights, level_masks, run.remaining),
-            'Table 5. Surviving initial weights; a Gaussian init has about 38.3% of its weights '
-            'within σ/2 of zero, fewer means survivors avoid zero.')
+    doc.note(
+      'This run rewinds to a later step; the tickets train from θk, while these '
+      'histograms show θ0 under the ticket masks.'
+    )
+  doc.image(
+    figure_init_histograms(weights, level_masks, run.remaining, run.out_dir / FIGURE_NAMES[5]),
+    f'Figure 6. Seed {seed}: histograms of θ0 ⊙ mask (surviving weights only, each '
+    'normalized to unit area) against the dense initialization.',
+  )
+  doc.table(
+    [
+      'Layer',
+      'Level',
+      'Remaining overall (%)',
+      'Weights kept',
+      'Std of kept θ0',
+      'Kept with |θ0| < σ_dense/2 (%)',
+    ],
+    init_weight_rows(weights, level_masks, run.remaining),
+    'Table 5. Surviving initial weights; a Gaussian init has about 38.3% of its weights '
+    'within σ/2 of zero, fewer means survivors avoid zero.',
+  )
 
 
 def section_overlap(run: Run, doc: Doc):
@@ -948,16 +1106,30 @@ def section_overlap(run: Run, doc: Doc):
   if not overlaps:
     doc.note('Fewer than two seeds have mask checkpoints at any level: figure skipped.')
     return
-  doc.image(figure_overlap(overlaps, run.out_dir / FIGURE_NAMES[6]),
-            'Figure 7. Mean pairwise Jaccard index |A∩B|/|A∪B| of the ticket masks of '
-            'different seeds (± std over pairs), against independent random masks.')
+  doc.image(
+    figure_overlap(overlaps, run.out_dir / FIGURE_NAMES[6]),
+    'Figure 7. Mean pairwise Jaccard index |A∩B|/|A∪B| of the ticket masks of '
+    'different seeds (± std over pairs), against independent random masks.',
+  )
   names = list(overlaps[0].layer_jaccard)
-  rows = [[o.level, pct_label(o.density), o.n_seeds, _pm(o.jaccard, 2, 1, 4),
-           _num(random_jaccard(o.density), 4), _num(o.random_same_layer_densities, 4)]
-          + [_num(o.layer_jaccard.get(n, math.nan), 4) for n in names] for o in overlaps]
-  doc.table(['Level', 'Remaining (%)', 'Seeds', 'Jaccard (all)', 'Random d/(2−d)',
-             'Random, per-layer d'] + [f'Jaccard {n}' for n in names], rows,
-            'Table 6. Mask overlap between seeds per level.')
+  rows = [
+    [
+      o.level,
+      pct_label(o.density),
+      o.n_seeds,
+      _pm(o.jaccard, 2, 1, 4),
+      _num(random_jaccard(o.density), 4),
+      _num(o.random_same_layer_densities, 4),
+    ]
+    + [_num(o.layer_jaccard.get(n, math.nan), 4) for n in names]
+    for o in overlaps
+  ]
+  doc.table(
+    ['Level', 'Remaining (%)', 'Seeds', 'Jaccard (all)', 'Random d/(2−d)', 'Random, per-layer d']
+    + [f'Jaccard {n}' for n in names],
+    rows,
+    'Table 6. Mask overlap between seeds per level.',
+  )
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -980,10 +1152,15 @@ def load_run(run_dir: str | os.PathLike) -> Run:
   summary = read_csv(run_dir / 'summary.csv', ('seed', 'level', 'arm'))
   if summary and 'diverged' not in summary:
     summary['diverged'] = np.zeros(_size(summary))
-  return Run(run_dir=run_dir, out_dir=run_dir / 'report', config=config, summary=summary,
-             curves=read_csv(run_dir / 'curves.csv', ('seed', 'level', 'arm', 'step')),
-             layers=read_csv(run_dir / 'layers.csv', ('seed', 'level', 'arm', 'layer')),
-             stats=aggregate(summary))
+  return Run(
+    run_dir=run_dir,
+    out_dir=run_dir / 'report',
+    config=config,
+    summary=summary,
+    curves=read_csv(run_dir / 'curves.csv', ('seed', 'level', 'arm', 'step')),
+    layers=read_csv(run_dir / 'layers.csv', ('seed', 'level', 'arm', 'layer')),
+    stats=aggregate(summary),
+  )
 
 
 def write_report(run_dir: str | os.PathLike, *, curve_levels: Sequence[int] | None = None) -> Path:

@@ -37,10 +37,10 @@ from lth_jax import config as config_lib
 from lth_jax.imp import CURVE_COLUMNS, LAYER_COLUMNS, SUMMARY_COLUMNS
 
 TABLES = {
-    'summary.csv': SUMMARY_COLUMNS,
-    'curves.csv': CURVE_COLUMNS,
-    'layers.csv': LAYER_COLUMNS,
-    'timings.csv': ('seed', 'level', 'arm', 'wall_seconds'),
+  'summary.csv': SUMMARY_COLUMNS,
+  'curves.csv': CURVE_COLUMNS,
+  'layers.csv': LAYER_COLUMNS,
+  'timings.csv': ('seed', 'level', 'arm', 'wall_seconds'),
 }
 _KEEP_PROGRESS = 2
 _PROGRESS_STEP = re.compile(r'at_(\d+)')
@@ -69,9 +69,9 @@ class Lock:
         owner = self._read()
         if self._owner_alive():
           raise RunError(
-              f'{self.path.parent} is in use by {_describe_owner(owner)} (lock file '
-              f'{self.path}). Wait for it to finish or stop it; delete the lock file only if '
-              'that process is gone.'
+            f'{self.path.parent} is in use by {_describe_owner(owner)} (lock file '
+            f'{self.path}). Wait for it to finish or stop it; delete the lock file only if '
+            'that process is gone.'
           ) from None
         self.path.unlink(missing_ok=True)  # A stale lock from a dead process: take it over.
         self.log(f'took over the stale lock {self.path} of {_describe_owner(owner)}, which is gone')
@@ -281,7 +281,6 @@ class DiskStore:
         _write_table(self.dir / table, columns, good)
     return notes
 
-
   def _inputs_intact(self, row) -> bool:
     """False when a run's inputs are gone, so that it is run again to remake them.
 
@@ -327,7 +326,7 @@ def prepare(workdir: str | os.PathLike, config) -> Path:
     probe.unlink()
   except OSError as e:
     raise RunError(
-        f'cannot write to {run_dir}: {e.strerror or e}. Choose a writable --workdir.'
+      f'cannot write to {run_dir}: {e.strerror or e}. Choose a writable --workdir.'
     ) from e
   (run_dir / 'config.json').write_text(config_lib.to_json(config) + '\n')
   return run_dir

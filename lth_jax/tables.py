@@ -23,8 +23,8 @@ def level_table(rows: Iterable[Mapping]) -> str:
   for r in rows:
     groups[int(r['level']), r['arm']].append(r)
   lines = [
-      f'{"level":>5}  {"remaining":>9}  {"arm":<12} {"early-stop it":>15}  '
-      f'{"test acc @ early stop":>22}  {"seeds":>5}  {"diverged":>8}'
+    f'{"level":>5}  {"remaining":>9}  {"arm":<12} {"early-stop it":>15}  '
+    f'{"test acc @ early stop":>22}  {"seeds":>5}  {"diverged":>8}'
   ]
   order = lambda item: (item[0][0], item[0][1] != 'ticket', item[0][1])  # Ticket first.
   for (level, arm), members in sorted(groups.items(), key=order):
@@ -33,7 +33,7 @@ def level_table(rows: Iterable[Mapping]) -> str:
     acc = _mean_std([100 * float(r['test_accuracy_at_early_stop']) for r in ok])
     remaining = 100 * float(members[0]['weights_remaining'])
     lines.append(
-        f'{level:>5}  {remaining:>8.1f}%  {arm:<12} {stop[0]:>8.0f} ± {stop[1]:<4.0f}  '
-        f'{acc[0]:>13.2f} ± {acc[1]:.2f} %  {len(ok):>5}  {len(members) - len(ok):>8}'
+      f'{level:>5}  {remaining:>8.1f}%  {arm:<12} {stop[0]:>8.0f} ± {stop[1]:<4.0f}  '
+      f'{acc[0]:>13.2f} ± {acc[1]:.2f} %  {len(ok):>5}  {len(members) - len(ok):>8}'
     )
   return '\n'.join(lines)

@@ -86,8 +86,7 @@ def read_idx(path: str | os.PathLike, *, magic: int) -> np.ndarray:
   expected = int(np.prod(dims))
   if len(raw) - header != expected:
     raise DataError(
-      f'{path}: IDX header promises {expected} bytes {dims}, file holds {len(raw) - header}; '
-      f'{fix}.'
+      f'{path}: IDX header promises {expected} bytes {dims}, file holds {len(raw) - header}; {fix}.'
     )
   return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
 

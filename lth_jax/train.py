@@ -80,7 +80,7 @@ def init_variables(model: nn.Module, key, input_shape) -> tuple[PyTree, PyTree]:
   """θ0 of ``model`` for inputs of ``input_shape`` (H, W, C): (params, model_state)."""
   params_key, dropout_key = jax.random.split(key)
   variables = model.init(
-      {'params': params_key, 'dropout': dropout_key}, jnp.zeros((1, *input_shape)), train=False
+    {'params': params_key, 'dropout': dropout_key}, jnp.zeros((1, *input_shape)), train=False
   )
   variables = dict(variables)
   params = variables.pop('params')
@@ -92,11 +92,11 @@ def create_state(task: Task, params, model_state, masks=None) -> TrainState:
   masks = masks_lib.ones_like(params) if masks is None else masks
   params = masks_lib.apply(params, masks)
   return TrainState(
-      step=jnp.zeros((), jnp.int32),
-      params=params,
-      masks=masks,
-      opt_state=task.optimizer.init(params),
-      model_state=model_state,
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    masks=masks,
+    opt_state=task.optimizer.init(params),
+    model_state=model_state,
   )
 
 
@@ -116,14 +116,16 @@ def batch_indices(data_key, first_step, num_steps: int, *, num_examples: int, ba
 
   def order(e):
     return jax.lax.cond(
-        first_epoch + e <= last_epoch,
-        lambda: epoch_order(data_key, first_epoch + e, num_examples),
-        lambda: jnp.zeros((num_examples,), jnp.int32),
+      first_epoch + e <= last_epoch,
+      lambda: epoch_order(data_key, first_epoch + e, num_examples),
+      lambda: jnp.zeros((num_examples,), jnp.int32),
     )
 
   perms = jnp.concatenate([order(e) for e in range(num_epochs)])
   steps = first_step + jnp.arange(num_steps)
-  starts = (steps // steps_per_epoch - first_epoch) * num_examples + (steps % steps_per_epoch) * batch_size
+  starts = (steps // steps_per_epoch - first_epoch) * num_examples + (
+    steps % steps_per_epoch
+  ) * batch_size
   return jax.vmap(lambda s: jax.lax.dynamic_slice(perms, (s,), (batch_size,)))(starts)
 
 
@@ -132,7 +134,7 @@ def _forward(task: Task, params, masks, model_state, x, *, train: bool, dropout_
   rngs = {'dropout': dropout_key} if dropout_key is not None else None
   if train and model_state:
     logits, new_state = task.model.apply(
-        variables, x, train=True, rngs=rngs, mutable=list(model_state)
+      variables, x, train=True, rngs=rngs, mutable=list(model_state)
     )
     return logits, dict(new_state)
   return task.model.apply(variables, x, train=train, rngs=rngs), model_state
@@ -153,7 +155,7 @@ def train_step(task: Task, state: TrainState, x_uint8, y, step_key) -> tuple[Tra
 
   def loss_fn(params):
     logits, new_model_state = _forward(
-        task, params, state.masks, state.model_state, x, train=True, dropout_key=dropout_key
+      task, params, state.masks, state.model_state, x, train=True, dropout_key=dropout_key
     )
     return cross_entropy(logits, y), new_model_state
 
@@ -162,14 +164,14 @@ def train_step(task: Task, state: TrainState, x_uint8, y, step_key) -> tuple[Tra
   updates, opt_state = task.optimizer.update(grads, state.opt_state, state.params)
   params = masks_lib.apply(optax.apply_updates(state.params, updates), state.masks)
   return state._replace(
-      step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state
+    step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state
   ), loss
 
 
 def train_steps(task: Task, state: TrainState, train: DataArrays, data_key, num_steps: int):
   """``num_steps`` steps under ``lax.scan``; returns (state, mean training loss)."""
   idx = batch_indices(
-      data_key, state.step, num_steps, num_examples=train.x.shape[0], batch_size=task.batch_size
+    data_key, state.step, num_steps, num_examples=train.x.shape[0], batch_size=task.batch_size
   )
 
   def body(state, batch_idx):
@@ -192,9 +194,9 @@ def make_eval_split(x: np.ndarray, y: np.ndarray, batch_size: int) -> EvalSplit:
   w = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
   shape = (num_batches, batch_size)
   return EvalSplit(
-      jnp.asarray(xp.reshape(shape + x.shape[1:])),
-      jnp.asarray(yp.reshape(shape)),
-      jnp.asarray(w.reshape(shape)),
+    jnp.asarray(xp.reshape(shape + x.shape[1:])),
+    jnp.asarray(yp.reshape(shape)),
+    jnp.asarray(w.reshape(shape)),
   )
 
 
@@ -204,7 +206,7 @@ def evaluate(task: Task, state: TrainState, split: EvalSplit) -> tuple[jax.Array
   def one_batch(batch):
     x, y, w = batch
     logits, _ = _forward(
-        task, state.params, state.masks, state.model_state, task.normalize(x), train=False
+      task, state.params, state.masks, state.model_state, task.normalize(x), train=False
     )
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
     correct = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
@@ -215,10 +217,19 @@ def evaluate(task: Task, state: TrainState, split: EvalSplit) -> tuple[jax.Array
   return jnp.sum(losses) / total, jnp.sum(correct) / total
 
 
-EVAL_METRICS = ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy', 'test_loss', 'test_accuracy')
+EVAL_METRICS = (
+  'train_loss',
+  'train_accuracy',
+  'val_loss',
+  'val_accuracy',
+  'test_loss',
+  'test_accuracy',
+)
 
 
-def evaluate_all(task: Task, state: TrainState, splits: dict[str, EvalSplit]) -> dict[str, jax.Array]:
+def evaluate_all(
+  task: Task, state: TrainState, splits: dict[str, EvalSplit]
+) -> dict[str, jax.Array]:
   """Loss and accuracy on each of the 'train' (subset), 'val' and 'test' splits."""
   metrics = {}
   for name, split in splits.items():
@@ -242,6 +253,6 @@ def compiled(task: Task, *, vmapped: bool) -> tuple[Callable, Callable]:
     steps = jax.vmap(steps, in_axes=(0, None, 0, None))
     evals = jax.vmap(evals, in_axes=(0, None))
   return (
-      jax.jit(steps, static_argnums=3, donate_argnums=0),
-      jax.jit(evals),
+    jax.jit(steps, static_argnums=3, donate_argnums=0),
+    jax.jit(evals),
   )

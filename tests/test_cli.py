@@ -44,9 +44,9 @@ def test_top_level_help(capsys):
 @pytest.mark.parametrize('form', ['flag_after', 'short_flag', 'help_command'])
 def test_command_help(capsys, command, form):
   args = {
-      'flag_after': [command, '--help'],
-      'short_flag': ['-h', command],
-      'help_command': ['help', command],
+    'flag_after': [command, '--help'],
+    'short_flag': ['-h', command],
+    'help_command': ['help', command],
   }[form]
   assert cli.main(['lth', *args]) is None
   out = capsys.readouterr().out

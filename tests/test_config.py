@@ -158,7 +158,9 @@ def changed(value):
 def test_run_dir_names_follow_the_resolved_config(tmp_path):
   config = smoke()
   run_dir = run_lib.run_dir_for(tmp_path, config)
-  assert run_dir.name.startswith('lenet300-smoke-') and len(run_dir.name) == len('lenet300-smoke-') + 10
+  assert (
+    run_dir.name.startswith('lenet300-smoke-') and len(run_dir.name) == len('lenet300-smoke-') + 10
+  )
   assert run_lib.run_dir_for(tmp_path, smoke()) == run_dir
   flat = config_lib.flatten(config.to_dict())
   for key in flat:
@@ -169,5 +171,5 @@ def test_run_dir_names_follow_the_resolved_config(tmp_path):
       assert other != run_dir, key
   assert run_lib.prepare(tmp_path, config) == run_dir
   assert run_lib.load_config_json(run_dir) == config.to_dict() | {
-      'optimizer': config.optimizer.to_dict() | {'milestones': []}
+    'optimizer': config.optimizer.to_dict() | {'milestones': []}
   }

@@ -17,9 +17,9 @@ from lth_jax import train as train_lib
 from lth_jax.rewind import rewind
 
 VARIANTS = (
-    [(conv, v) for v in conv.VARIANTS]
-    + [(vgg19, v) for v in ('paper', 'open-lth', 'smoke')]
-    + [(resnet20, v) for v in ('paper', 'smoke')]
+  [(conv, v) for v in conv.VARIANTS]
+  + [(vgg19, v) for v in ('paper', 'open-lth', 'smoke')]
+  + [(resnet20, v) for v in ('paper', 'smoke')]
 )
 
 
@@ -34,11 +34,21 @@ def test_every_variant_validates(module, variant):
 def test_paper_values():
   c2, c6 = conv.get_config('conv2-paper'), conv.get_config('conv6-dropout-paper')
   assert (c2.optimizer.learning_rate, c2.batch_size, c2.num_steps) == (2e-4, 60, 20_000)
-  assert (c6.optimizer.learning_rate, c6.num_steps, c6.pruning.rate_conv, c6.model.dropout) == (3e-4, 30_000, 0.15, 0.5)
+  assert (c6.optimizer.learning_rate, c6.num_steps, c6.pruning.rate_conv, c6.model.dropout) == (
+    3e-4,
+    30_000,
+    0.15,
+    0.5,
+  )
   v, r = vgg19.get_config('paper'), resnet20.get_config('paper')
   assert v.optimizer.warmup_steps == 10_000 and r.optimizer.warmup_steps == 0
   for c in (v, r):
-    assert (c.optimizer.name, c.optimizer.learning_rate, c.batch_size, c.num_steps) == ('sgd', 0.1, 128, 62_560)
+    assert (c.optimizer.name, c.optimizer.learning_rate, c.batch_size, c.num_steps) == (
+      'sgd',
+      0.1,
+      128,
+      62_560,
+    )
     assert c.optimizer.milestones == (31_280, 46_920) and c.data.augment
     assert (c.pruning.strategy, c.pruning.rate, c.pruning.prune_output) == ('global', 0.2, False)
   with pytest.raises(ValueError, match='unknown variant'):
@@ -86,18 +96,22 @@ def test_resnet20_rewind_restores_batch_stats_of_step_k():
   params, model_state = train_lib.init_variables(model, jax.random.key(0), (8, 8, 3))
   rng = np.random.default_rng(0)
   train = train_lib.DataArrays(
-      jnp.asarray(rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)),
-      jnp.asarray(rng.integers(0, 10, 64, dtype=np.int32)),
+    jnp.asarray(rng.integers(0, 256, (64, 8, 8, 3), dtype=np.uint8)),
+    jnp.asarray(rng.integers(0, 10, 64, dtype=np.int32)),
   )
   steps, _ = train_lib.compiled(task, vmapped=False)
   state, _ = steps(train_lib.create_state(task, params, model_state), train, jax.random.key(1), 3)
   state_k = jax.device_get(state)  # The train function donates its input.
   state, _ = steps(state, train, jax.random.key(1), 3)  # Same length: one compile.
-  moved = jax.tree.leaves(jax.tree.map(lambda a, b: np.any(a != b), state.model_state, state_k.model_state))
+  moved = jax.tree.leaves(
+    jax.tree.map(lambda a, b: np.any(a != b), state.model_state, state_k.model_state)
+  )
   assert any(moved)  # Training did change the statistics after step k.
   masks = experiment.make_prune(config, params)(state.params, state.masks, 1)
   ticket = rewind(state_k, masks)
-  for a, b in zip(jax.tree.leaves(ticket.model_state), jax.tree.leaves(state_k.model_state), strict=True):
+  for a, b in zip(
+    jax.tree.leaves(ticket.model_state), jax.tree.leaves(state_k.model_state), strict=True
+  ):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert int(ticket.step) == 3
   for path, m in jax.tree_util.tree_flatten_with_path(ticket.masks)[0]:
@@ -164,17 +178,21 @@ def test_vgg19_smoke_reduced_width(fashion_mnist):
   plan = tuple(s if s == 'M' else s // 8 for s in models.VGG19_PLAN)
   study.task = dataclasses.replace(study.task, model=models.VGG(plan=plan))
   store = imp.run_imp(study)
-  assert [(r['level'], r['arm']) for r in store.summary] == [(0, 'ticket'), (1, 'ticket'), (1, 'reinit')]
+  assert [(r['level'], r['arm']) for r in store.summary] == [
+    (0, 'ticket'),
+    (1, 'ticket'),
+    (1, 'reinit'),
+  ]
   assert all(r['diverged'] == 0 for r in store.summary)
   assert store.summary[-1]['weights_remaining'] == pytest.approx(0.8, abs=1e-3)
   assert masks_lib.layer_fractions(store.load('seed_0/level_1/masks'))['output'] == 1.0
 
 
 CONV_CASES = [  # (input HWC, kernel, strides, padding): every conv shape the models use.
-    ((10, 10, 5), (3, 3, 5, 7), (1, 1), 'SAME'),
-    ((10, 10, 5), (3, 3, 5, 7), (1, 1), ((1, 1), (1, 1))),
-    ((9, 9, 4), (3, 3, 4, 6), (2, 2), ((1, 1), (1, 1))),
-    ((9, 9, 4), (1, 1, 4, 6), (2, 2), ((0, 0), (0, 0))),
+  ((10, 10, 5), (3, 3, 5, 7), (1, 1), 'SAME'),
+  ((10, 10, 5), (3, 3, 5, 7), (1, 1), ((1, 1), (1, 1))),
+  ((9, 9, 4), (3, 3, 4, 6), (2, 2), ((1, 1), (1, 1))),
+  ((9, 9, 4), (1, 1, 4, 6), (2, 2), ((0, 0), (0, 0))),
 ]
 
 

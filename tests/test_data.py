@@ -50,7 +50,10 @@ def _assert_split(ds: data.Dataset, written: dict, validation_size: int):
 def test_idx_roundtrip(name, tmp_path):
   written = fake_data.write_idx_dataset(tmp_path / 'raw', num_train=50, num_test=20, seed=3)
   ds = data.load(
-    name, validation_size=7, data_dir=str(tmp_path / 'tfds'), manual_dir=str(tmp_path / 'raw'),
+    name,
+    validation_size=7,
+    data_dir=str(tmp_path / 'tfds'),
+    manual_dir=str(tmp_path / 'raw'),
     download=False,
   )
   assert ds.name == name
@@ -75,8 +78,11 @@ def test_prepared_data_needs_no_raw_files(tmp_path):
 def test_validation_size_zero(tmp_path):
   written = fake_data.write_idx_dataset(tmp_path / 'raw', num_train=12, num_test=4)
   ds = data.load(
-    'mnist', validation_size=0, data_dir=str(tmp_path / 'tfds'),
-    manual_dir=str(tmp_path / 'raw'), download=False,
+    'mnist',
+    validation_size=0,
+    data_dir=str(tmp_path / 'tfds'),
+    manual_dir=str(tmp_path / 'raw'),
+    download=False,
   )
   assert ds.val_x.shape == (0, 28, 28, 1) and ds.val_y.shape == (0,)
   _assert_split(ds, written, validation_size=0)
@@ -88,8 +94,11 @@ def test_cifar10_roundtrip(as_archive, tmp_path):
     tmp_path / 'raw', num_train_per_batch=6, num_test=5, as_archive=as_archive
   )
   ds = data.load(
-    'cifar10', validation_size=4, data_dir=str(tmp_path / 'tfds'),
-    manual_dir=str(tmp_path / 'raw'), download=False,
+    'cifar10',
+    validation_size=4,
+    data_dir=str(tmp_path / 'tfds'),
+    manual_dir=str(tmp_path / 'raw'),
+    download=False,
   )
   assert ds.train_x.shape == (26, 32, 32, 3) and ds.test_x.shape == (5, 32, 32, 3)
   _assert_split(ds, written, validation_size=4)
@@ -99,8 +108,11 @@ def test_cifar10_roundtrip(as_archive, tmp_path):
 def test_cifar10_manual_dir_may_be_the_extracted_dir(tmp_path):
   written = fake_data.write_cifar10(tmp_path, num_train_per_batch=2, num_test=3, as_archive=False)
   ds = data.load(
-    'cifar10', validation_size=1, data_dir=str(tmp_path / 'tfds'),
-    manual_dir=str(tmp_path / 'cifar-10-batches-py'), download=False,
+    'cifar10',
+    validation_size=1,
+    data_dir=str(tmp_path / 'tfds'),
+    manual_dir=str(tmp_path / 'cifar-10-batches-py'),
+    download=False,
   )
   _assert_split(ds, written, validation_size=1)
 
@@ -130,7 +142,10 @@ def test_missing_files_error_explains_the_fix(tmp_path):
   empty.mkdir()
   with pytest.raises(data.DataError) as err:
     data.load(
-      'mnist', validation_size=5, data_dir=str(tmp_path / 'tfds'), manual_dir=str(empty),
+      'mnist',
+      validation_size=5,
+      data_dir=str(tmp_path / 'tfds'),
+      manual_dir=str(empty),
       download=False,
     )
   msg = str(err.value)
@@ -162,7 +177,10 @@ def test_failed_prepare_leaves_nothing_behind(tmp_path):
   # A later call with the files must prepare from scratch, not trip on leftovers.
   written = fake_data.write_idx_dataset(tmp_path / 'raw', num_train=5, num_test=5)
   ds = data.load(
-    'mnist', validation_size=1, data_dir=str(tmp_path), manual_dir=str(tmp_path / 'raw'),
+    'mnist',
+    validation_size=1,
+    data_dir=str(tmp_path),
+    manual_dir=str(tmp_path / 'raw'),
     download=False,
   )
   _assert_split(ds, written, validation_size=1)
@@ -195,7 +213,10 @@ def test_corrupt_idx_names_the_file(damage, match, tmp_path):
   damage(raw / 'train-images-idx3-ubyte.gz')
   with pytest.raises(data.DataError, match=match) as err:
     data.load(
-      'mnist', validation_size=1, data_dir=str(tmp_path / 'tfds'), manual_dir=str(raw),
+      'mnist',
+      validation_size=1,
+      data_dir=str(tmp_path / 'tfds'),
+      manual_dir=str(raw),
       download=False,
     )
   assert 'train-images-idx3-ubyte.gz' in str(err.value)
@@ -206,8 +227,11 @@ def test_corrupt_cifar_archive_names_the_file(tmp_path):
   _truncate(tmp_path / 'raw' / 'cifar-10-python.tar.gz', 200)
   with pytest.raises(data.DataError, match='cifar-10-python.tar.gz'):
     data.load(
-      'cifar10', validation_size=1, data_dir=str(tmp_path / 'tfds'),
-      manual_dir=str(tmp_path / 'raw'), download=False,
+      'cifar10',
+      validation_size=1,
+      data_dir=str(tmp_path / 'tfds'),
+      manual_dir=str(tmp_path / 'raw'),
+      download=False,
     )
 
 
@@ -227,8 +251,11 @@ def test_validation_size_must_leave_training_data(tmp_path):
   fake_data.write_idx_dataset(tmp_path / 'raw', num_train=10, num_test=2)
   with pytest.raises(data.DataError, match='validation_size=10.*only 10 training'):
     data.load(
-      'mnist', validation_size=10, data_dir=str(tmp_path / 'tfds'),
-      manual_dir=str(tmp_path / 'raw'), download=False,
+      'mnist',
+      validation_size=10,
+      data_dir=str(tmp_path / 'tfds'),
+      manual_dir=str(tmp_path / 'raw'),
+      download=False,
     )
 
 

@@ -71,10 +71,17 @@ def test_level_starts_rebuild_exactly(study_and_store):
   ticket, reinit = imp.start_states(study, store, runs)
   state_k = store.load('seed_0/rewind')
   masks = store.load('seed_0/level_2/masks')
-  for w, wk, m in zip(jax.tree.leaves(ticket.params), jax.tree.leaves(state_k.params), jax.tree.leaves(masks), strict=True):
+  for w, wk, m in zip(
+    jax.tree.leaves(ticket.params),
+    jax.tree.leaves(state_k.params),
+    jax.tree.leaves(masks),
+    strict=True,
+  ):
     np.testing.assert_array_equal(np.asarray(w), np.where(np.asarray(m), np.asarray(wk), 0))
   assert int(ticket.step) == int(reinit.step) == study.rewind_step
-  assert not np.array_equal(np.asarray(ticket.params['dense_0']['kernel']), np.asarray(reinit.params['dense_0']['kernel']))
+  assert not np.array_equal(
+    np.asarray(ticket.params['dense_0']['kernel']), np.asarray(reinit.params['dense_0']['kernel'])
+  )
 
 
 def test_same_seed_same_result(fashion_mnist_dir, fashion_mnist, study_and_store):
@@ -96,9 +103,17 @@ def test_smoke_experiment_writes_run_directory_and_report(tmp_path, fashion_mnis
   promised = ['seed', 'level', 'arm', 'weights_remaining', 'early_stop_step', 'val_loss_at_early_stop',
               'test_accuracy_at_early_stop', 'final_test_accuracy']  # fmt: skip
   assert set(promised) <= set(rows[0])
-  assert [(r['level'], r['arm']) for r in rows] == [('0', 'ticket'), ('1', 'ticket'), ('1', 'reinit'), ('2', 'ticket'), ('2', 'reinit')]
+  assert [(r['level'], r['arm']) for r in rows] == [
+    ('0', 'ticket'),
+    ('1', 'ticket'),
+    ('1', 'reinit'),
+    ('2', 'ticket'),
+    ('2', 'reinit'),
+  ]
   assert float(rows[0]['weights_remaining']) == 1.0
-  assert float(rows[3]['weights_remaining']) == pytest.approx((235200 * 0.64 + 30000 * 0.64 + 1000 * 0.81) / 266200, abs=1e-5)
+  assert float(rows[3]['weights_remaining']) == pytest.approx(
+    (235200 * 0.64 + 30000 * 0.64 + 1000 * 0.81) / 266200, abs=1e-5
+  )
   for name in ('curves.csv', 'layers.csv', 'config.json'):
     assert (run_dir / name).stat().st_size > 0
   for seed_item in ('init', 'rewind', 'level_2/masks', 'level_2/ticket', 'level_2/reinit'):

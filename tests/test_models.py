@@ -42,14 +42,14 @@ _RESNET_KERNELS = (
 _RESNET_BN_CHANNELS = 16 + 6 * 16 + 6 * 32 + 32 + 6 * 64 + 64
 
 EXPECTED = {
-    'conv2': (_CONV2_KERNELS + 16 * 16 * 64 * 256 + _FC_TAIL, 64 + 64 + _FC_TAIL_BIASES),
-    'conv4': (_CONV4_KERNELS + 8 * 8 * 128 * 256 + _FC_TAIL, 2 * 64 + 2 * 128 + _FC_TAIL_BIASES),
-    'conv6': (
-        _CONV6_KERNELS + 4 * 4 * 256 * 256 + _FC_TAIL,
-        2 * 64 + 2 * 128 + 2 * 256 + _FC_TAIL_BIASES,
-    ),
-    'vgg19': (sum(conv(3, a, b) for a, b in _VGG_CONVS) + 512 * 10, 3 * _VGG_CHANNELS + 10),
-    'resnet20': (_RESNET_KERNELS, 2 * _RESNET_BN_CHANNELS + 10),
+  'conv2': (_CONV2_KERNELS + 16 * 16 * 64 * 256 + _FC_TAIL, 64 + 64 + _FC_TAIL_BIASES),
+  'conv4': (_CONV4_KERNELS + 8 * 8 * 128 * 256 + _FC_TAIL, 2 * 64 + 2 * 128 + _FC_TAIL_BIASES),
+  'conv6': (
+    _CONV6_KERNELS + 4 * 4 * 256 * 256 + _FC_TAIL,
+    2 * 64 + 2 * 128 + 2 * 256 + _FC_TAIL_BIASES,
+  ),
+  'vgg19': (sum(conv(3, a, b) for a, b in _VGG_CONVS) + 512 * 10, 3 * _VGG_CHANNELS + 10),
+  'resnet20': (_RESNET_KERNELS, 2 * _RESNET_BN_CHANNELS + 10),
 }
 
 # The papers' rounded weight counts (Frankle & Carbin 2019, Fig. 2; Frankle et al. 2019).
@@ -106,18 +106,18 @@ def test_parameter_counts_match_hand_arithmetic(name):
 def test_hand_counts_are_the_exact_integers():
   # Guards the arithmetic above against silent edits (and documents the numbers).
   assert {n: EXPECTED[n][0] for n in CONV_NAMES} == {
-      'conv2': 4_300_992,
-      'conv4': 2_425_024,
-      'conv6': 2_261_184,
-      'vgg19': 20_024_000,
-      'resnet20': 270_896,
+    'conv2': 4_300_992,
+    'conv4': 2_425_024,
+    'conv6': 2_261_184,
+    'vgg19': 20_024_000,
+    'resnet20': 270_896,
   }
   assert {n: sum(EXPECTED[n]) for n in CONV_NAMES} == {
-      'conv2': 4_301_642,
-      'conv4': 2_425_930,
-      'conv6': 2_262_602,
-      'vgg19': 20_040_522,
-      'resnet20': 272_474,
+    'conv2': 4_301_642,
+    'conv4': 2_425_930,
+    'conv6': 2_262_602,
+    'vgg19': 20_040_522,
+    'resnet20': 272_474,
   }
 
 
@@ -140,11 +140,11 @@ def test_output_shapes(name, input_shape):
   x = jax.ShapeDtypeStruct((2, *input_shape), jnp.float32)
   for train in (False, True):
     logits, _ = jax.eval_shape(
-        lambda v, x: model.apply(
-            v, x, train=train, mutable=['batch_stats'], rngs={'dropout': jax.random.key(0)}
-        ),
-        abstract_variables(name, input_shape),
-        x,
+      lambda v, x: model.apply(
+        v, x, train=train, mutable=['batch_stats'], rngs={'dropout': jax.random.key(0)}
+      ),
+      abstract_variables(name, input_shape),
+      x,
     )
     assert (logits.shape, logits.dtype) == ((2, 10), jnp.float32)
 
@@ -222,11 +222,11 @@ def test_bad_options_raise():
 def test_kinds_conv2():
   params = abstract_variables('conv2')['params']
   assert masks.kinds(params) == {
-      'conv_0': {'kernel': 'conv', 'bias': ''},
-      'conv_1': {'kernel': 'conv', 'bias': ''},
-      'dense_0': {'kernel': 'dense', 'bias': ''},
-      'dense_1': {'kernel': 'dense', 'bias': ''},
-      'output': {'kernel': 'output', 'bias': ''},
+    'conv_0': {'kernel': 'conv', 'bias': ''},
+    'conv_1': {'kernel': 'conv', 'bias': ''},
+    'dense_0': {'kernel': 'dense', 'bias': ''},
+    'dense_1': {'kernel': 'dense', 'bias': ''},
+    'output': {'kernel': 'output', 'bias': ''},
   }
 
 
@@ -245,8 +245,8 @@ def test_kinds_resnet20():
 def test_kinds_vgg19():
   params = abstract_variables('vgg19')['params']
   flat = {
-      masks.leaf_name(path): masks.leaf_kind(path, x)
-      for path, x in jax.tree_util.tree_flatten_with_path(params)[0]
+    masks.leaf_name(path): masks.leaf_kind(path, x)
+    for path, x in jax.tree_util.tree_flatten_with_path(params)[0]
   }
   assert flat.pop('output/kernel') == 'output'
   assert [flat.pop(f'conv_{i}/kernel') for i in range(16)] == ['conv'] * 16

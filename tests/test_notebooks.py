@@ -36,7 +36,7 @@ def _execute(name, tmp_path):
 
   nb = _read(name)
   client = NotebookClient(
-      nb, timeout=CELL_TIMEOUT, kernel_name='python3', resources={'metadata': {'path': str(tmp_path)}}
+    nb, timeout=CELL_TIMEOUT, kernel_name='python3', resources={'metadata': {'path': str(tmp_path)}}
   )
   client.execute()  # Raises CellExecutionError, with the traceback, if a cell fails.
   outputs = [o for c in nb.cells if c.cell_type == 'code' for o in c.outputs]

@@ -14,7 +14,9 @@ from lth_jax import experiment, imp, parallel
 from lth_jax import train as train_lib
 
 
-def config_for(data_dir, *, parallel_mode, num_seeds=2, arms='ticket,reinit,random_prune', levels=2):
+def config_for(
+  data_dir, *, parallel_mode, num_seeds=2, arms='ticket,reinit,random_prune', levels=2
+):
   config = lenet300.get_config('smoke')
   config.data.data_dir = data_dir
   config.num_seeds = num_seeds
@@ -34,11 +36,16 @@ def assert_same_results(a: imp.MemoryStore, b: imp.MemoryStore):
   that two nearly equal losses can flip).
   """
   assert [(r['seed'], r['level'], r['arm']) for r in a.summary] == [
-      (r['seed'], r['level'], r['arm']) for r in b.summary
+    (r['seed'], r['level'], r['arm']) for r in b.summary
   ]
   assert len(a.curves) == len(b.curves)
   for ca, cb in zip(a.curves, b.curves, strict=True):
-    assert (ca['seed'], ca['level'], ca['arm'], ca['step']) == (cb['seed'], cb['level'], cb['arm'], cb['step'])
+    assert (ca['seed'], ca['level'], ca['arm'], ca['step']) == (
+      cb['seed'],
+      cb['level'],
+      cb['arm'],
+      cb['step'],
+    )
     assert ca['val_loss'] == pytest.approx(cb['val_loss'], rel=2e-2), (ca, cb)
     assert ca['test_accuracy'] == pytest.approx(cb['test_accuracy'], abs=2e-2), (ca, cb)
   masks = [n for n in a.trees if n.endswith('/masks')]
@@ -50,7 +57,9 @@ def assert_same_results(a: imp.MemoryStore, b: imp.MemoryStore):
 
 @pytest.fixture(scope='module')
 def sequential(fashion_mnist_dir, fashion_mnist):
-  study = experiment.build(config_for(fashion_mnist_dir, parallel_mode='false'), dataset=fashion_mnist)
+  study = experiment.build(
+    config_for(fashion_mnist_dir, parallel_mode='false'), dataset=fashion_mnist
+  )
   assert not study.vmapped
   return imp.run_imp(study)
 
@@ -69,8 +78,12 @@ def test_vmapped_equals_sequential_and_compiles_once(fashion_mnist_dir, fashion_
   assert_same_results(store, sequential)
 
 
-def test_groups_split_to_fit_memory_give_the_same_results(fashion_mnist_dir, fashion_mnist, sequential):
-  study = experiment.build(config_for(fashion_mnist_dir, parallel_mode='true'), dataset=fashion_mnist)
+def test_groups_split_to_fit_memory_give_the_same_results(
+  fashion_mnist_dir, fashion_mnist, sequential
+):
+  study = experiment.build(
+    config_for(fashion_mnist_dir, parallel_mode='true'), dataset=fashion_mnist
+  )
   study.group_size = 4  # 6 runs per level: calls of 4 and 2.
   level_1 = [imp.Run(seed, 1, arm) for seed in (0, 1) for arm in study.arms]
   assert [len(g) for g in imp.groups_of(study, level_1)] == [4, 2]
@@ -87,7 +100,9 @@ def test_runs_per_call_limits():
 
 
 def test_bytes_per_run_counts_state_but_not_data(fashion_mnist_dir, fashion_mnist):
-  study = experiment.build(config_for(fashion_mnist_dir, parallel_mode='false'), dataset=fashion_mnist)
+  study = experiment.build(
+    config_for(fashion_mnist_dir, parallel_mode='false'), dataset=fashion_mnist
+  )
   steps, _ = train_lib.compiled(study.task, vmapped=False)
   key = jax.eval_shape(lambda: study.keys(0)[1])
   per_run = parallel.bytes_per_run(steps, study.state_like(), study.train, key, 20)

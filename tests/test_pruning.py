@@ -15,7 +15,11 @@ def lenet_params(key):
 
 
 def kernels(tree):
-  return {masks_lib.layer_name(p): np.asarray(x) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0] if masks_lib.leaf_kind(p, x)}
+  return {
+    masks_lib.layer_name(p): np.asarray(x)
+    for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+    if masks_lib.leaf_kind(p, x)
+  }
 
 
 def test_lenet_has_266200_prunable_weights(key):
@@ -47,7 +51,11 @@ def test_layerwise_removes_exact_fraction_of_survivors_and_keeps_largest(key, ra
         assert np.abs(w[m]).min() >= np.abs(w[pruned_now]).max()
     masks = new
   # Biases are never pruned.
-  assert all(np.all(np.asarray(m)) for p, m in jax.tree_util.tree_flatten_with_path(masks)[0] if masks_lib.leaf_kind(p, m) is None)
+  assert all(
+    np.all(np.asarray(m))
+    for p, m in jax.tree_util.tree_flatten_with_path(masks)[0]
+    if masks_lib.leaf_kind(p, m) is None
+  )
 
 
 def test_global_pruning_one_threshold_and_output_excluded(key):
@@ -90,7 +98,9 @@ def test_random_masks_match_per_layer_counts(key):
   overlap = np.mean(np.asarray(rand['dense_0']['kernel']) == np.asarray(masks['dense_0']['kernel']))
   assert overlap < 0.9  # A different structure, not the ticket's mask.
   again = pruning.random_masks(jax.random.key(3), masks)
-  assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(rand), jax.tree.leaves(again), strict=True))
+  assert all(
+    np.array_equal(a, b) for a, b in zip(jax.tree.leaves(rand), jax.tree.leaves(again), strict=True)
+  )
 
 
 def test_fraction_after_k_layerwise_rounds_matches_paper_formula(key):
@@ -105,13 +115,17 @@ def test_fraction_after_k_layerwise_rounds_matches_paper_formula(key):
     # Each round rounds each of the 3 layers to whole weights: at most 1.5 weights per round.
     assert abs(masks_lib.fraction_remaining(masks) - formula) <= 1.5 * k / 266_200
     if k in paper:
-      assert round(100 * masks_lib.fraction_remaining(masks), 1) == pytest.approx(100 * paper[k], abs=0.05)
+      assert round(100 * masks_lib.fraction_remaining(masks), 1) == pytest.approx(
+        100 * paper[k], abs=0.05
+      )
 
 
 def test_one_shot_compound_rate_reaches_the_iterative_sparsity(key):
   params = lenet_params(key)
   ones = masks_lib.ones_like(params)
-  rates = pruning.layer_rates(params, dense=pruning.compound_rate(0.2, 7), output=pruning.compound_rate(0.1, 7))
+  rates = pruning.layer_rates(
+    params, dense=pruning.compound_rate(0.2, 7), output=pruning.compound_rate(0.1, 7)
+  )
   oneshot = pruning.prune_layerwise(params, ones, rates=rates)
   assert masks_lib.fraction_remaining(oneshot) == pytest.approx(0.211, abs=5e-4)
 

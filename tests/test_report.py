@@ -30,8 +30,13 @@ def _write_csv(path, rows):
 
 
 def _params(rng):
-  return {name: {'kernel': rng.normal(0, 0.3, shape).astype(np.float32),
-                 'bias': np.zeros(shape[1], np.float32)} for name, shape in SHAPES.items()}
+  return {
+    name: {
+      'kernel': rng.normal(0, 0.3, shape).astype(np.float32),
+      'bias': np.zeros(shape[1], np.float32),
+    }
+    for name, shape in SHAPES.items()
+  }
 
 
 def _masks(params, level, rng):
@@ -60,18 +65,49 @@ def _accuracy(seed, level, arm):
 def _rows(seed, level, arm, masks):
   acc = _accuracy(seed, level, arm)
   diverged = int((seed, level, arm) == DIVERGED)
-  summary = dict(seed=seed, level=level, arm=arm, weights_remaining=_remaining(masks),
-                 early_stop_step=300 - 50 * level * (arm == 'ticket'), val_loss_at_early_stop=0.3,
-                 val_accuracy_at_early_stop=acc, test_accuracy_at_early_stop=acc,
-                 train_accuracy_at_early_stop=min(1.0, acc + 0.03), final_test_accuracy=acc,
-                 final_step=STEPS[-1], diverged=diverged, diverged_step=200 if diverged else '',
-                 wall_seconds=1.5)
-  curves = [dict(seed=seed, level=level, arm=arm, step=step, train_loss=1 / (1 + step),
-                 train_accuracy=acc * (1 - np.exp(-step / 100)), val_loss=1 / (1 + step),
-                 val_accuracy=acc, test_loss=1 / (1 + step),
-                 test_accuracy=acc * (1 - 0.5 * np.exp(-step / 100))) for step in STEPS]
-  layers = [dict(seed=seed, level=level, arm=arm, layer=name, kept=int(m['kernel'].sum()),
-                 total=m['kernel'].size, fraction=m['kernel'].mean()) for name, m in masks.items()]
+  summary = dict(
+    seed=seed,
+    level=level,
+    arm=arm,
+    weights_remaining=_remaining(masks),
+    early_stop_step=300 - 50 * level * (arm == 'ticket'),
+    val_loss_at_early_stop=0.3,
+    val_accuracy_at_early_stop=acc,
+    test_accuracy_at_early_stop=acc,
+    train_accuracy_at_early_stop=min(1.0, acc + 0.03),
+    final_test_accuracy=acc,
+    final_step=STEPS[-1],
+    diverged=diverged,
+    diverged_step=200 if diverged else '',
+    wall_seconds=1.5,
+  )
+  curves = [
+    dict(
+      seed=seed,
+      level=level,
+      arm=arm,
+      step=step,
+      train_loss=1 / (1 + step),
+      train_accuracy=acc * (1 - np.exp(-step / 100)),
+      val_loss=1 / (1 + step),
+      val_accuracy=acc,
+      test_loss=1 / (1 + step),
+      test_accuracy=acc * (1 - 0.5 * np.exp(-step / 100)),
+    )
+    for step in STEPS
+  ]
+  layers = [
+    dict(
+      seed=seed,
+      level=level,
+      arm=arm,
+      layer=name,
+      kept=int(m['kernel'].sum()),
+      total=m['kernel'].size,
+      fraction=m['kernel'].mean(),
+    )
+    for name, m in masks.items()
+  ]
   return summary, curves, layers
 
 
@@ -81,8 +117,9 @@ def make_run(run_dir, seeds=SEEDS, levels=LEVELS, arms=ARMS):
   for seed in seeds:
     rng = np.random.default_rng(seed)
     params = _params(rng)
-    checkpoint.save(run_dir / 'checkpoints' / f'seed_{seed}' / 'init',
-                    {'params': params, 'model_state': {}})
+    checkpoint.save(
+      run_dir / 'checkpoints' / f'seed_{seed}' / 'init', {'params': params, 'model_state': {}}
+    )
     for level in range(levels):
       masks = _masks(params, level, rng)
       checkpoint.save(run_dir / 'checkpoints' / f'seed_{seed}' / f'level_{level}' / 'masks', masks)
@@ -94,8 +131,13 @@ def make_run(run_dir, seeds=SEEDS, levels=LEVELS, arms=ARMS):
   _write_csv(run_dir / 'summary.csv', summary)
   _write_csv(run_dir / 'curves.csv', curves)
   _write_csv(run_dir / 'layers.csv', layers)
-  config = {'name': 'synthetic', 'model': {'name': 'lenet300'}, 'data': {'name': 'mnist'},
-            'num_levels': levels, 'rewind_step': 0}
+  config = {
+    'name': 'synthetic',
+    'model': {'name': 'lenet300'},
+    'data': {'name': 'mnist'},
+    'num_levels': levels,
+    'rewind_step': 0,
+  }
   (run_dir / 'config.json').write_text(json.dumps(config))
   return run_dir
 
@@ -195,7 +237,11 @@ def test_select_curve_levels_finds_paper_levels():
 
 def test_pct_label():
   assert [report.pct_label(x) for x in (1.0, 0.513, 0.0703, 0.0042)] == [
-      '100', '51.3', '7.0', '0.42']
+    '100',
+    '51.3',
+    '7.0',
+    '0.42',
+  ]
 
 
 def _keep_rows(run_dir, keep):
@@ -243,7 +289,11 @@ def test_partial_run_and_curve_levels(run_dir):
   rows = [_md_row(line, '|') for line in table.splitlines() if re.match(r'\| \d', line)]
   # Unfinished (level-3 reinit) and diverged runs drop out of the curve means, never the level.
   assert [(r[0], r[2]) for r in rows] == [
-      ('0', 'ticket'), ('2', 'ticket'), ('2', 'reinit'), ('3', 'ticket')]
+    ('0', 'ticket'),
+    ('2', 'ticket'),
+    ('2', 'reinit'),
+    ('3', 'ticket'),
+  ]
 
 
 def test_empty_directory(tmp_path):

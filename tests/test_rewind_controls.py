@@ -38,7 +38,9 @@ def kept_and_pruned(params, masks):
 def test_rewind_to_theta_k_is_exact(setup):
   _, _, state_k, masks, _ = setup
   ticket = rewind.rewind(state_k, masks)
-  for (p, m), (pk, _) in zip(kept_and_pruned(ticket.params, masks), kept_and_pruned(state_k.params, masks), strict=True):
+  for (p, m), (pk, _) in zip(
+    kept_and_pruned(ticket.params, masks), kept_and_pruned(state_k.params, masks), strict=True
+  ):
     np.testing.assert_array_equal(p[m], pk[m])  # Bit for bit.
     assert not np.any(p[~m])
   assert int(ticket.step) == 7  # The schedule resumes at k ...
@@ -49,7 +51,9 @@ def test_rewind_to_theta_k_is_exact(setup):
 def test_rewind_to_theta_0_is_exact(setup):
   _, state0, _, masks, _ = setup
   ticket = rewind.rewind(state0, masks)
-  for (p, m), (p0, _) in zip(kept_and_pruned(ticket.params, masks), kept_and_pruned(state0.params, masks), strict=True):
+  for (p, m), (p0, _) in zip(
+    kept_and_pruned(ticket.params, masks), kept_and_pruned(state0.params, masks), strict=True
+  ):
     np.testing.assert_array_equal(p[m], p0[m])
   assert int(ticket.step) == 0
 
@@ -69,7 +73,9 @@ def test_random_prune_keeps_per_layer_counts_on_theta_k(setup):
   _, _, state_k, masks, _ = setup
   out = controls.random_prune(state_k, masks, jax.random.key(3))
   assert masks_lib.layer_counts(out.masks) == masks_lib.layer_counts(masks)
-  for (p, m), (pk, _) in zip(kept_and_pruned(out.params, out.masks), kept_and_pruned(state_k.params, out.masks), strict=True):
+  for (p, m), (pk, _) in zip(
+    kept_and_pruned(out.params, out.masks), kept_and_pruned(state_k.params, out.masks), strict=True
+  ):
     np.testing.assert_array_equal(p[m], pk[m])
     assert not np.any(p[~m])
 
@@ -78,7 +84,9 @@ def test_shuffle_permutes_kept_values_within_each_layer(setup):
   _, _, state_k, masks, _ = setup
   out = controls.shuffle(state_k, masks, jax.random.key(4))
   chex.assert_trees_all_equal(out.masks, masks)
-  for (p, m), (pk, _) in zip(kept_and_pruned(out.params, masks), kept_and_pruned(state_k.params, masks), strict=True):
+  for (p, m), (pk, _) in zip(
+    kept_and_pruned(out.params, masks), kept_and_pruned(state_k.params, masks), strict=True
+  ):
     np.testing.assert_array_equal(np.sort(p[m]), np.sort(pk[m]))  # Same values ...
     assert not np.any(p[~m])
     if m.sum() > 10:
@@ -88,7 +96,10 @@ def test_shuffle_permutes_kept_values_within_each_layer(setup):
 def test_sign_reinit_keeps_signs_of_theta_k(setup):
   _, _, state_k, masks, init_fn = setup
   out = controls.make_sign_reinit(init_fn)(state_k, masks, jax.random.key(5))
-  w, wk = np.asarray(out.params['dense_0']['kernel']), np.asarray(state_k.params['dense_0']['kernel'])
+  w, wk = (
+    np.asarray(out.params['dense_0']['kernel']),
+    np.asarray(state_k.params['dense_0']['kernel']),
+  )
   m = np.asarray(masks['dense_0']['kernel'])
   np.testing.assert_array_equal(np.sign(w[m]), np.sign(wk[m]))
   fresh = np.abs(np.asarray(init_fn(jax.random.key(5))['dense_0']['kernel']))
@@ -102,5 +113,7 @@ def test_controls_are_jittable_and_vmappable(setup):
   for name, control in arms.items():
     batched = jax.jit(jax.vmap(control, in_axes=(None, None, 0)))(state_k, masks, keys)
     one = jax.jit(control)(state_k, masks, keys[1])
-    chex.assert_trees_all_equal(jax.tree.map(lambda x: x[1], batched.params), one.params, custom_message=name)
+    chex.assert_trees_all_equal(
+      jax.tree.map(lambda x: x[1], batched.params), one.params, custom_message=name
+    )
     assert jnp.shape(batched.step) == (3,)

@@ -51,7 +51,7 @@ def smoke(data_dir, **overrides):
 
 def flags_of(data_dir, **overrides):
   return ['--config=experiments/lenet300.py:smoke', f'--config.data.data_dir={data_dir}'] + [
-      f'--config.{k}={v}' for k, v in overrides.items()
+    f'--config.{k}={v}' for k, v in overrides.items()
   ]
 
 
@@ -152,7 +152,10 @@ def killed_twice(fashion_mnist_dir, subprocess_env, tmp_path_factory):
 
   proc = lth(args, subprocess_env, logs / '1.txt')
   kill_when(proc, lambda: run_dir() and progress_checkpoints(run_dir(), 0))
-  seen['kill 1'] = (progress_checkpoints(run_dir(), 0), run_lib.read_table(run_dir() / 'summary.csv'))
+  seen['kill 1'] = (
+    progress_checkpoints(run_dir(), 0),
+    run_lib.read_table(run_dir() / 'summary.csv'),
+  )
 
   proc = lth(args, subprocess_env, logs / '2.txt')
   ticket_1 = lambda: [p for p in progress_checkpoints(run_dir(), 1) if '0-ticket' in str(p)]
@@ -270,7 +273,7 @@ def _config_of(run_dir: Path):
 
 
 def test_full_disk_keeps_finished_runs_and_rerun_completes(
-    fashion_mnist_dir, reference, tmp_path, monkeypatch, capsys
+  fashion_mnist_dir, reference, tmp_path, monkeypatch, capsys
 ):
   import orbax.checkpoint as ocp
 
@@ -366,7 +369,10 @@ def test_divergence_is_recorded_and_only_stops_its_seed(fashion_mnist_dir, tmp_p
   monkeypatch.setattr(train_lib, 'compiled', compiled)
   lines = study(smoke(fashion_mnist_dir, num_seeds=2), tmp_path)
   run_dir = the_run_dir(tmp_path)
-  rows = {(int(r['seed']), int(r['level']), r['arm']): r for r in run_lib.read_table(run_dir / 'summary.csv')}
+  rows = {
+    (int(r['seed']), int(r['level']), r['arm']): r
+    for r in run_lib.read_table(run_dir / 'summary.csv')
+  }
   assert sorted(rows) == [
       (0, 0, 'ticket'), (0, 1, 'reinit'), (0, 1, 'ticket'),
       (1, 0, 'ticket'), (1, 1, 'reinit'), (1, 1, 'ticket'), (1, 2, 'reinit'), (1, 2, 'ticket'),
@@ -383,7 +389,9 @@ def test_divergence_is_recorded_and_only_stops_its_seed(fashion_mnist_dir, tmp_p
   by_arm = {cells[2]: cells for cells in table}
   # seeds and diverged columns: one of two seeds kept in each level-1 mean.
   assert by_arm['ticket'][-2:] == ['1', '1'] and by_arm['reinit'][-2:] == ['1', '1']
-  assert f'{100 * float(rows[1, 1, "ticket"]["test_accuracy_at_early_stop"]):.2f}' in by_arm['ticket']
+  assert (
+    f'{100 * float(rows[1, 1, "ticket"]["test_accuracy_at_early_stop"]):.2f}' in by_arm['ticket']
+  )
   assert cli._state(run_dir, list(rows.values()), False).startswith('failed')
 
 

@@ -14,11 +14,11 @@ from lth_jax import train as train_lib
 
 def make_task(optimizer=None, mean=(0.5,), std=(0.25,)):
   return train_lib.Task(
-      model=models.get_model('lenet300', num_classes=10),
-      optimizer=optimizer or optax.adam(1.2e-3),
-      batch_size=60,
-      mean=mean,
-      std=std,
+    model=models.get_model('lenet300', num_classes=10),
+    optimizer=optimizer or optax.adam(1.2e-3),
+    batch_size=60,
+    mean=mean,
+    std=std,
   )
 
 
@@ -32,22 +32,22 @@ def fake_data(n=600, seed=0):
 def pruned_state(task, key, rate=0.7):
   params, model_state = train_lib.init_variables(task.model, key, (28, 28, 1))
   masks = pruning.prune_layerwise(
-      params, masks_lib.ones_like(params), rates=pruning.layer_rates(params, dense=rate, output=rate)
+    params, masks_lib.ones_like(params), rates=pruning.layer_rates(params, dense=rate, output=rate)
   )
   return train_lib.create_state(task, params, model_state, masks)
 
 
 def zero_where_pruned(state):
   return all(
-      not np.any(np.asarray(p)[~np.asarray(m)])
-      for p, m in zip(jax.tree.leaves(state.params), jax.tree.leaves(state.masks), strict=True)
+    not np.any(np.asarray(p)[~np.asarray(m)])
+    for p, m in zip(jax.tree.leaves(state.params), jax.tree.leaves(state.masks), strict=True)
   )
 
 
 @pytest.mark.parametrize(
-    'optimizer',
-    [optax.adam(1e-2), optax.chain(optax.add_decayed_weights(1e-2), optax.sgd(0.1, momentum=0.9))],
-    ids=['adam', 'sgd-momentum-weight-decay'],
+  'optimizer',
+  [optax.adam(1e-2), optax.chain(optax.add_decayed_weights(1e-2), optax.sgd(0.1, momentum=0.9))],
+  ids=['adam', 'sgd-momentum-weight-decay'],
 )
 def test_pruned_weights_stay_exactly_zero(key, optimizer):
   task = make_task(optimizer)
@@ -97,10 +97,14 @@ def test_jit_equals_eager_and_same_seed_same_result(key):
   chex.assert_trees_all_equal(a.params, b.params)
   with jax.disable_jit():
     c, lc = train_lib.train_steps(task, pruned_state(task, key), data, jax.random.key(5), 2)
-  chex.assert_trees_all_close(a.params, c.params, atol=2e-4)  # Adam amplifies ulp-level differences of near-zero gradients.
+  chex.assert_trees_all_close(
+    a.params, c.params, atol=2e-4
+  )  # Adam amplifies ulp-level differences of near-zero gradients.
   assert float(la) == pytest.approx(float(lc), rel=1e-5)
   d, _ = jitted(task, pruned_state(task, key), data, jax.random.key(6), 2)
-  assert not np.array_equal(np.asarray(a.params['output']['kernel']), np.asarray(d.params['output']['kernel']))
+  assert not np.array_equal(
+    np.asarray(a.params['output']['kernel']), np.asarray(d.params['output']['kernel'])
+  )
 
 
 def test_evaluate_matches_a_direct_computation(key):
@@ -118,8 +122,12 @@ def test_evaluate_matches_a_direct_computation(key):
 
 
 def test_loss_falls_on_real_data(fashion_mnist, key):
-  task = make_task(mean=tuple(map(float, fashion_mnist.mean)), std=tuple(map(float, fashion_mnist.std)))
-  data = train_lib.DataArrays(jnp.asarray(fashion_mnist.train_x[:6000]), jnp.asarray(fashion_mnist.train_y[:6000]))
+  task = make_task(
+    mean=tuple(map(float, fashion_mnist.mean)), std=tuple(map(float, fashion_mnist.std))
+  )
+  data = train_lib.DataArrays(
+    jnp.asarray(fashion_mnist.train_x[:6000]), jnp.asarray(fashion_mnist.train_y[:6000])
+  )
   split = train_lib.make_eval_split(fashion_mnist.val_x[:1000], fashion_mnist.val_y[:1000], 500)
   steps, _ = train_lib.compiled(task, vmapped=False)
   evaluate = jax.jit(train_lib.evaluate, static_argnums=0)
