@@ -17,7 +17,7 @@ import common
 import jax
 
 from experiments import lenet300
-from lth_jax import data, experiment, imp
+from lth_jax import build, data, imp
 from lth_jax import train as train_lib
 
 
@@ -48,7 +48,7 @@ def level_seconds(dataset, data_dir: str, parallel: str, iterations: int) -> flo
   config.data.data_dir = data_dir
   config.num_seeds, config.arms, config.num_levels = 4, 'ticket,reinit', 0
   config.num_steps, config.eval_every, config.parallel = iterations, 250, parallel
-  study = experiment.build(config, dataset=dataset)
+  study = build.from_config(config, dataset=dataset)
   store = imp.run_imp(study)  # Level 0 (not timed) ...
   study.num_levels = 1
   start = time.perf_counter()

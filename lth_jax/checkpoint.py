@@ -17,14 +17,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from lth_jax.errors import CheckpointError, one_line
+
 # Every checkpoint holds this file, the temporary directory of an unfinished one too.
 _COMPLETE_MARKER = '_CHECKPOINT_METADATA'
 # Orbax writes into '<path><suffix>' and renames it to '<path>' when complete.
 TMP_SUFFIX = '.orbax-checkpoint-tmp'
-
-
-class CheckpointError(RuntimeError):
-  """A checkpoint is missing, partial or corrupt."""
 
 
 def exists(path: str | os.PathLike) -> bool:
@@ -57,7 +55,7 @@ def save(path: str | os.PathLike, tree) -> None:
     for partial in path.parent.glob(f'{path.name}{TMP_SUFFIX}*'):
       remove(partial)
     raise CheckpointError(
-      f'could not write checkpoint {path} ({type(e).__name__}: {_one_line(e)}). Free disk '
+      f'could not write checkpoint {path} ({type(e).__name__}: {one_line(e)}). Free disk '
       'space or choose another --workdir, then rerun: finished runs on disk are kept.'
     ) from e
 
@@ -81,14 +79,9 @@ def load(path: str | os.PathLike, like=None):
       restored = checkpointer.restore(path, target)
   except Exception as e:  # Orbax/TensorStore raise many types for damaged files.
     raise CheckpointError(
-      f'checkpoint {path} is corrupt or incomplete ({type(e).__name__}: {_one_line(e)}).'
+      f'checkpoint {path} is corrupt or incomplete ({type(e).__name__}: {one_line(e)}).'
     ) from e
   return jax.tree.map(np.asarray, restored)
-
-
-def _one_line(error: Exception, limit: int = 300) -> str:
-  text = ' '.join(str(error).split())
-  return text if len(text) <= limit else text[: limit - 3] + '...'
 
 
 def remove(path: str | os.PathLike) -> None:

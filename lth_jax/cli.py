@@ -18,9 +18,9 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lth_jax import checkpoint, data
 from lth_jax import config as config_lib
-from lth_jax import run as run_lib
+from lth_jax import results, workdir
+from lth_jax.errors import ConfigError, LthError, RunError
 
 USAGE = __doc__
 
@@ -72,25 +72,26 @@ def done_steps(config, finished) -> int:
   return sum(config.num_steps - (config.rewind_step if level else 0) for (_, level, _) in finished)
 
 
-def run_study(config, workdir, *, log=print, progress: bool | None = None) -> Path:
+def run_study(config, workdir_path, *, log=print, progress: bool | None = None) -> Path:
   """Runs or resumes the study of ``config`` under ``workdir``; returns its run directory.
 
   ``progress``: None shows bars only on a terminal; False never.
   """
-  from lth_jax import experiment, imp, tables
+  from lth_jax import build, imp, tables
   from lth_jax.progress import TqdmProgress
+  from lth_jax.store import DiskStore
 
   config_lib.validate(config)
-  run_dir = run_lib.prepare(workdir, config)
-  with run_lib.Lock(run_dir, log=log):
-    store = run_lib.DiskStore(run_dir, log=log)
-    for note in store.repair():
+  run_dir = workdir.prepare(workdir_path, config)
+  with workdir.Lock(run_dir, log=log):
+    store = DiskStore(run_dir, log=log)
+    for note in workdir.repair(store):
       log(f'repaired: {note}')
-    finished = store.finished()
+    finished = store.results.finished()
     if finished:
       log(f'resuming {run_dir}: {len(finished)} runs already finished')
     log(f'loading {config.data.name} ...')
-    study = experiment.build(config)
+    study = build.from_config(config, validated=True)
     mode = 'vmapped' if study.vmapped else 'one run at a time'
     log(f'{config.name}: {config.num_seeds} seed(s) x {config.num_levels + 1} levels, '
         f'arms {",".join(study.arms)}, {mode}; results in {run_dir}')  # fmt: skip
@@ -100,8 +101,8 @@ def run_study(config, workdir, *, log=print, progress: bool | None = None) -> Pa
       imp.run_imp(study, store, bars)
     finally:
       bars.finish()
-    store.sort_tables(study.arms)
-    rows = store.summary()
+    workdir.sort_tables(store)
+    rows = store.summary
   log('\n' + tables.level_table(rows))
   for line in divergence_notes(rows, config):
     log(line)
@@ -114,7 +115,7 @@ def divergence_notes(rows, config) -> list[str]:
   """One line per diverged run, saying what was left out and what was not run."""
   notes = []
   for r in rows:
-    if str(r['diverged']) != '1':
+    if not results.is_diverged(r):
       continue
     level, seed = int(r['level']), r['seed']
     note = (f'diverged: seed {seed} level {level} {r["arm"]} (non-finite loss at step '
@@ -139,11 +140,11 @@ def _write_report(run_dir: Path, log) -> None:
 
 
 def resume(run_dir: Path, log=print) -> Path:
-  cfg = ml_collections.ConfigDict(run_lib.load_config_json(run_dir))
+  cfg = ml_collections.ConfigDict(workdir.load_config_json(run_dir))
   _restore_tuples(cfg)
-  expected = run_lib.run_dir_for(run_dir.parent, cfg)
+  expected = workdir.run_dir_for(run_dir.parent, cfg)
   if expected.resolve() != run_dir.resolve():
-    raise run_lib.RunError(
+    raise RunError(
       f'{run_dir} does not match its config.json (expected the name {expected.name}); '
       'was it renamed or its config edited?'
     )
@@ -155,13 +156,11 @@ def _restore_tuples(cfg) -> None:
   cfg.optimizer.milestones = tuple(cfg.optimizer.milestones)
 
 
-def list_runs(workdir: Path) -> str:
-  from lth_jax.run import read_table
-
+def list_runs(root: Path) -> str:
   lines = [f'{"run":<40} {"config":<24} {"levels":>9}  state']
-  for run_dir in sorted(p for p in workdir.iterdir() if (p / 'config.json').exists()):
-    cfg = run_lib.load_config_json(run_dir)
-    rows = read_table(run_dir / 'summary.csv')
+  for run_dir in sorted(p for p in root.iterdir() if (p / 'config.json').exists()):
+    cfg = workdir.load_config_json(run_dir)
+    rows = results.read_rows(run_dir / results.SUMMARY)
     total = cfg['num_levels'] + 1
     seeds, arms = cfg['num_seeds'], len(config_lib.arms_of(ml_collections.ConfigDict(cfg)))
     done = sum(
@@ -175,10 +174,9 @@ def list_runs(workdir: Path) -> str:
 
 
 def _state(run_dir: Path, rows, complete: bool) -> str:
-  lock = run_lib.Lock(run_dir)
-  if lock.path.exists() and lock._owner_alive():
+  if workdir.Lock(run_dir).held():
     return 'running'
-  if any(r['diverged'] == '1' for r in rows):
+  if any(results.is_diverged(r) for r in rows):
     return 'diverged' if complete else 'failed (diverged runs)'
   return 'finished' if complete else 'stopped (resume with lth resume)'
 
@@ -226,10 +224,10 @@ def _main(argv):
 
     print(report.write_report(Path(args[0])))
   elif command == 'ls' and len(args) <= 1:
-    workdir = Path(args[0] if args else FLAGS.workdir)
-    if not workdir.is_dir():
-      raise run_lib.RunError(f'{workdir} is not a directory; pass the --workdir of `lth run`.')
-    print(list_runs(workdir))
+    root = Path(args[0] if args else FLAGS.workdir)
+    if not root.is_dir():
+      raise RunError(f'{root} is not a directory; pass the --workdir of `lth run`.')
+    print(list_runs(root))
   else:
     wanted = 'at most one WORKDIR' if command == 'ls' else 'one RUN_DIR'
     _usage_error(f'lth {command} takes {wanted}, got {len(args)} arguments', command)
@@ -243,14 +241,12 @@ def _loaded_config() -> ml_collections.ConfigDict:
   try:
     config.name  # ml_collections' placeholder raises the loading error on any access.
   except Exception as e:
-    raise config_lib.ConfigError(f'cannot load --config: {_last_line(e)}') from None
-  raise config_lib.ConfigError(f'--config gave a {type(config).__name__}, not a ConfigDict.')
+    raise ConfigError(f'cannot load --config: {_last_line(e)}') from None
+  raise ConfigError(f'--config gave a {type(config).__name__}, not a ConfigDict.')
 
 
 # OSError: a disk that fills up or a directory that vanishes, outside a checkpoint.
-ERRORS = (
-    config_lib.ConfigError, data.DataError, run_lib.RunError, checkpoint.CheckpointError, OSError,
-)  # fmt: skip
+ERRORS = (LthError, OSError)
 
 
 def main(argv=None):

@@ -14,6 +14,7 @@ from typing import Any
 import ml_collections
 
 from lth_jax import controls, data, models
+from lth_jax.errors import ConfigError
 
 # Keys that change how a study runs but not its results: left out of the hash
 # that names the run directory, so a study can be resumed with other settings.
@@ -22,10 +23,6 @@ EXECUTION_KEYS = ('parallel', 'max_parallel_runs', 'checkpoint_every')
 # Training-set sizes before the validation split, to check sizes up front.
 TRAIN_SIZES = {'mnist': 60_000, 'fashion_mnist': 60_000, 'cifar10': 50_000}
 TEST_SIZES = {'mnist': 10_000, 'fashion_mnist': 10_000, 'cifar10': 10_000}
-
-
-class ConfigError(ValueError):
-  """A config value is not allowed. The message is one line naming the key."""
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -233,9 +230,9 @@ def parallel_mode(config) -> str:
 
 
 def arms_of(config) -> list[str]:
-  """The arms of a study; 'ticket' always runs, first."""
-  arms = [a.strip() for a in config.arms.split(',')]
-  return ['ticket'] + [a for a in arms if a != 'ticket']
+  """The arms of a study in ``controls.ARMS`` order ('ticket' always runs, first)."""
+  names = {a.strip() for a in config.arms.split(',')} | {'ticket'}
+  return [a for a in controls.ARMS if a in names]
 
 
 def to_json(config) -> str:

@@ -90,4 +90,11 @@ def controls_for(init_params: Callable[[jax.Array], object]) -> dict[str, Contro
   }
 
 
+# Every arm, in the order tables and figures show them. Append new arms: an arm's
+# position is part of its control key (``arm_id``), so existing results stay valid.
 ARMS = ('ticket', 'reinit', 'random_prune', 'shuffle', 'sign_reinit')
+
+
+def arm_id(arm: str) -> int:
+  """A stable number for ``arm`` (its position in ``ARMS``)."""
+  return ARMS.index(arm)

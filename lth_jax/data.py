@@ -17,11 +17,9 @@ import os
 
 import numpy as np
 
+from lth_jax.errors import DataError
+
 DATASETS = ('mnist', 'fashion_mnist', 'cifar10')
-
-
-class DataError(RuntimeError):
-  """A dataset cannot be loaded; the message says what is wrong and how to fix it."""
 
 
 # eq=False: a generated __eq__/__hash__ over numpy arrays would raise, not compare.

@@ -11,7 +11,7 @@ work on any of them unchanged:
 * Batch-norm statistics live in the ``batch_stats`` collection (model state,
   never pruned); dropout draws from the ``dropout`` PRNG stream.
 * Conv models take ``conv_impl``: 'lax', 'im2col' (same forward, faster weight
-  gradient on XLA:CPU; see ``lth_jax.conv``) or None for the backend's default.
+  gradient on XLA:CPU; see ``lth_jax.im2col``) or None for the backend's default.
   Both give the same parameters, so checkpoints are interchangeable.
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
-from lth_jax import conv as conv_lib
+from lth_jax import im2col
 
 # The paper's "Gaussian Glorot" initialization.
 glorot_normal = nn.initializers.glorot_normal()
@@ -66,8 +66,8 @@ def _batch_norm(train: bool, bn_init: str, name: str | None = None) -> nn.BatchN
 
 def _conv(conv_impl: str | None, *args, **kwargs) -> nn.Conv:
   """``nn.Conv`` with the convolution of ``conv_impl`` (None: the backend's default)."""
-  impl = conv_impl or conv_lib.default_impl()
-  return nn.Conv(*args, conv_general_dilated=conv_lib.conv_fn(impl), **kwargs)
+  impl = conv_impl or im2col.default_impl()
+  return nn.Conv(*args, conv_general_dilated=im2col.conv_fn(impl), **kwargs)
 
 
 class ConvNet(nn.Module):

@@ -1,11 +1,11 @@
 """Many runs at once: vmap over a leading run axis, sharded over devices.
 
 A level's runs (seeds × arms) are stacked on axis 0 of every leaf of the train
-state and of the data-order keys; ``train.compiled(task, vmapped=True)`` trains
-them as one program. ``sharder`` places that axis on a 1-D ``Mesh`` of all
-devices (``NamedSharding``), so jit splits the runs across devices; a group is
-padded to a multiple of the device count by ``imp.train_group`` (the copies'
-results are dropped, never the real runs'). Several hosts (TPU pods, multi-GPU
+state and of the data-order keys (``stack``); ``fit`` with a vmapped
+``Trainer`` trains them as one program. ``Sharder`` places that axis on a 1-D
+``Mesh`` of all devices (``NamedSharding``), so jit splits the runs across
+devices; a group is padded to a multiple of the device count (``pad``; the
+copies' results are dropped, never the real runs'). Several hosts (TPU pods, multi-GPU
 clusters) work the same way once ``jax.distributed.initialize()`` has run: the
 mesh then spans every process's devices and each process supplies its own
 shards (``jax.make_array_from_callback``).
@@ -17,52 +17,79 @@ level into several compiled calls of that many runs (same program, reused).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from lth_jax import config as config_lib
+from lth_jax.errors import DeviceMemoryError
 
 # Leave room for the data, the evaluation program and the allocator's slack.
 MEMORY_FRACTION = 0.7
 
 
-def use_vmap(config) -> bool:
-  """``parallel``: 'true' vmaps, 'false' runs one after another, 'auto' vmaps off the CPU.
+def use_vmap(mode: str) -> bool:
+  """``parallel`` mode: 'true' vmaps, 'false' runs one after another, 'auto' vmaps off the CPU.
 
   On a CPU the vmapped program costs more per network than one network at a
   time (see benchmarks/bench_parallel.py); accelerators are the other way round.
   """
-  mode = config_lib.parallel_mode(config)
   if mode == 'auto':
     return jax.default_backend() != 'cpu'
   return mode == 'true'
 
 
-def sharder(devices=None):
-  """A function placing a stacked pytree's leading axis across ``devices``.
+class Sharder:
+  """Places a stacked pytree's leading axis across ``devices`` (default: all).
 
   Works across processes: every process holds the whole (cheap, deterministic)
   stack on its host and hands each of its devices that device's slice.
   """
-  devices = list(devices or jax.devices())
-  mesh = Mesh(np.array(devices), ('runs',))
-  sharding = NamedSharding(mesh, PartitionSpec('runs'))
 
-  def place(x):
+  def __init__(self, devices=None):
+    devices = list(devices or jax.devices())
+    self.mesh = Mesh(np.array(devices), ('runs',))
+    self.sharding = NamedSharding(self.mesh, PartitionSpec('runs'))
+    self.multiple = len(devices)  # Groups are padded to a multiple of this.
+
+  def _place(self, x):
     if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-      return jax.random.wrap_key_data(place(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+      return jax.random.wrap_key_data(
+        self._place(jax.random.key_data(x)), impl=jax.random.key_impl(x)
+      )
     if jax.process_count() == 1:
-      return jax.device_put(x, sharding)
+      return jax.device_put(x, self.sharding)
     host = np.asarray(x)
-    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+    return jax.make_array_from_callback(host.shape, self.sharding, lambda index: host[index])
 
-  def shard(tree):
-    return jax.tree.map(place, tree)
+  def __call__(self, tree):
+    return jax.tree.map(self._place, tree)
 
-  shard.multiple = len(devices)
-  shard.mesh = mesh
-  return shard
+
+def stack(trees: Sequence[Any]):
+  """One pytree with a leading axis over ``trees``."""
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def unstack(tree, n: int) -> list[Any]:
+  return [jax.tree.map(lambda x, i=i: x[i], tree) for i in range(n)]
+
+
+def pad(items: Sequence[Any], multiple: int) -> list[Any]:
+  """``items`` with its last one repeated up to a multiple of ``multiple`` (the copies are dropped later)."""
+  return list(items) + [items[-1]] * (-len(items) % multiple)
+
+
+def to_host(tree):
+  """Numpy copies of (possibly sharded, possibly multi-process) arrays."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.device_get(tree)
 
 
 def device_memory_bytes(device=None) -> int | None:
@@ -97,7 +124,7 @@ def runs_per_call(per_run: int, available: int | None, num_devices: int, request
   if available is not None:
     fit = int(available * MEMORY_FRACTION) // per_run
     if fit < 1:
-      raise MemoryError(
+      raise DeviceMemoryError(
         f'one run needs about {per_run / 2**20:.0f} MiB of device memory and '
         f'{available * MEMORY_FRACTION / 2**20:.0f} MiB are usable: use a smaller batch_size '
         "or model, or parallel='false'."

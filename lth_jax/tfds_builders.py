@@ -29,7 +29,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import checksums as tfds_checksums
 from tensorflow_datasets.proto import tf_example_pb2
 
-from lth_jax.data import DataError
+from lth_jax.errors import DataError
 
 NUM_CLASSES = 10
 # Examples decoded per `__getitems__` call: big enough to amortise the call,

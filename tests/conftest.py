@@ -4,6 +4,23 @@ import pytest
 jax.config.update('jax_numpy_rank_promotion', 'raise')
 
 
+_COMPILED: list[str] = []
+
+
+def _record_compile(event, duration, fun_name='', **kwargs):
+  if event == '/jax/core/compile/backend_compile_duration':
+    _COMPILED.append(fun_name)
+
+
+jax.monitoring.register_event_duration_secs_listener(_record_compile)
+
+
+@pytest.fixture
+def compiled_names():
+  """Names of the functions XLA compiles while the test runs (a list that grows)."""
+  return _COMPILED
+
+
 @pytest.fixture
 def key():
   return jax.random.key(0)

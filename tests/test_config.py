@@ -11,9 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from experiments import lenet300
-from lth_jax import cli
+from lth_jax import cli, workdir
 from lth_jax import config as config_lib
-from lth_jax import run as run_lib
 
 pytestmark = pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
 
@@ -157,19 +156,19 @@ def changed(value):
 
 def test_run_dir_names_follow_the_resolved_config(tmp_path):
   config = smoke()
-  run_dir = run_lib.run_dir_for(tmp_path, config)
+  run_dir = workdir.run_dir_for(tmp_path, config)
   assert (
     run_dir.name.startswith('lenet300-smoke-') and len(run_dir.name) == len('lenet300-smoke-') + 10
   )
-  assert run_lib.run_dir_for(tmp_path, smoke()) == run_dir
+  assert workdir.run_dir_for(tmp_path, smoke()) == run_dir
   flat = config_lib.flatten(config.to_dict())
   for key in flat:
-    other = run_lib.run_dir_for(tmp_path, with_value(config, key, changed(flat[key])))
+    other = workdir.run_dir_for(tmp_path, with_value(config, key, changed(flat[key])))
     if key in config_lib.EXECUTION_KEYS:
       assert other == run_dir, key
     else:
       assert other != run_dir, key
-  assert run_lib.prepare(tmp_path, config) == run_dir
-  assert run_lib.load_config_json(run_dir) == config.to_dict() | {
+  assert workdir.prepare(tmp_path, config) == run_dir
+  assert workdir.load_config_json(run_dir) == config.to_dict() | {
     'optimizer': config.optimizer.to_dict() | {'milestones': []}
   }

@@ -9,9 +9,9 @@ import pytest
 from fake_data import write_cifar10
 
 from experiments import conv, resnet20, vgg19
+from lth_jax import build, data, imp, models
 from lth_jax import config as config_lib
-from lth_jax import conv as conv_lib
-from lth_jax import data, experiment, imp, models
+from lth_jax import im2col as conv_lib
 from lth_jax import masks as masks_lib
 from lth_jax import train as train_lib
 from lth_jax.rewind import rewind
@@ -63,20 +63,20 @@ def _init(name, shape=(32, 32, 3)):
 def test_conv2_layerwise_rates():
   config = conv.get_config('conv2-paper')
   params, _ = _init('conv2')
-  prune = experiment.make_prune(config, params)
+  prune = build.make_prune(config, params)
   dense = masks_lib.ones_like(params)
-  counts = masks_lib.layer_counts(prune(params, dense, 1))
+  counts = masks_lib.layer_counts(prune(params, dense, rounds=1))
   rates = {'conv_0': 0.1, 'conv_1': 0.1, 'dense_0': 0.2, 'dense_1': 0.2, 'output': 0.1}
   assert set(counts) == set(rates)
   for layer, (kept, total) in counts.items():
     assert kept == total - round(rates[layer] * total), layer
-  assert all(np.all(m) for m in jax.tree.leaves(prune(params, dense, 1)['conv_0']['bias']))
+  assert all(np.all(m) for m in jax.tree.leaves(prune(params, dense, rounds=1)['conv_0']['bias']))
 
 
 def test_resnet20_global_pruning_keeps_output_and_batch_norm_whole():
   params, _ = _init('resnet20')
-  prune = experiment.make_prune(resnet20.get_config('paper'), params)
-  masks = prune(params, masks_lib.ones_like(params), 1)
+  prune = build.make_prune(resnet20.get_config('paper'), params)
+  masks = prune(params, masks_lib.ones_like(params), rounds=1)
   counts = masks_lib.layer_counts(masks)
   assert counts['output'][0] == counts['output'][1]
   kept = sum(k for name, (k, _) in counts.items() if name != 'output')
@@ -91,7 +91,7 @@ def test_resnet20_rewind_restores_batch_stats_of_step_k():
   """θk's batch_stats come back exactly; BN scales and biases keep all-True masks."""
   config = resnet20.get_config('smoke')
   model = models.get_model('resnet20', num_classes=10, width=4)  # Narrow: speed only.
-  task = train_lib.Task(model=model, optimizer=experiment.make_optimizer(config.optimizer),
+  task = train_lib.Task(model=model, optimizer=build.make_optimizer(config.optimizer),
                         batch_size=8, mean=(0.5,) * 3, std=(0.25,) * 3, augment=True)  # fmt: skip
   params, model_state = train_lib.init_variables(model, jax.random.key(0), (8, 8, 3))
   rng = np.random.default_rng(0)
@@ -107,7 +107,7 @@ def test_resnet20_rewind_restores_batch_stats_of_step_k():
     jax.tree.map(lambda a, b: np.any(a != b), state.model_state, state_k.model_state)
   )
   assert any(moved)  # Training did change the statistics after step k.
-  masks = experiment.make_prune(config, params)(state.params, state.masks, 1)
+  masks = build.make_prune(config, params)(state.params, state.masks, rounds=1)
   ticket = rewind(state_k, masks)
   for a, b in zip(
     jax.tree.leaves(ticket.model_state), jax.tree.leaves(state_k.model_state), strict=True
@@ -121,7 +121,7 @@ def test_resnet20_rewind_restores_batch_stats_of_step_k():
 
 
 def _run_smoke(config, dataset):
-  study = experiment.build(config, dataset=dataset)
+  study = build.from_config(config, dataset=dataset)
   store = imp.run_imp(study)
   rows = store.summary
   assert [(r['level'], r['arm']) for r in rows][:2] == [(0, 'ticket'), (1, 'ticket')]
@@ -174,7 +174,7 @@ def test_vgg19_smoke_reduced_width(fashion_mnist):
   The full-width model (20M weights) took several minutes on 2 shared CPU
   cores, so the model is swapped for the same plan with 8x fewer filters.
   """
-  study = experiment.build(vgg19.get_config('smoke'), dataset=fashion_mnist)
+  study = build.from_config(vgg19.get_config('smoke'), dataset=fashion_mnist)
   plan = tuple(s if s == 'M' else s // 8 for s in models.VGG19_PLAN)
   study.task = dataclasses.replace(study.task, model=models.VGG(plan=plan))
   store = imp.run_imp(study)

@@ -9,9 +9,10 @@ import pytest
 from test_report import _check_png
 
 from experiments import lenet300
-from lth_jax import checkpoint, experiment, imp, report
+from lth_jax import build, checkpoint, imp, report, results
 from lth_jax import masks as masks_lib
 from lth_jax.cli import run_study
+from lth_jax.study import RunKey
 
 
 def smoke_config(data_dir, **overrides):
@@ -26,7 +27,7 @@ def smoke_config(data_dir, **overrides):
 
 @pytest.fixture(scope='module')
 def study_and_store(fashion_mnist_dir, fashion_mnist):
-  study = experiment.build(smoke_config(fashion_mnist_dir), dataset=fashion_mnist)
+  study = build.from_config(smoke_config(fashion_mnist_dir), dataset=fashion_mnist)
   return study, imp.run_imp(study)
 
 
@@ -36,7 +37,7 @@ def test_every_level_and_arm_is_recorded(study_and_store):
   arms = ['ticket', 'reinit', 'random_prune', 'shuffle', 'sign_reinit']
   assert keys == [(0, 0, 'ticket')] + [(0, level, a) for level in (1, 2) for a in arms]
   for row in store.summary:
-    assert set(imp.SUMMARY_COLUMNS) <= set(row)
+    assert set(results.SUMMARY_COLUMNS) <= set(row)
     assert row['diverged'] == 0
     assert 0 < row['test_accuracy_at_early_stop'] <= 1
     assert row['early_stop_step'] % study.eval_every == 0
@@ -67,7 +68,7 @@ def test_masks_are_nested_and_levels_start_from_theta_k(study_and_store):
 def test_level_starts_rebuild_exactly(study_and_store):
   """Rebuilding a level's start states gives the ticket = masks ⊙ θk, bit for bit."""
   study, store = study_and_store
-  runs = [imp.Run(0, 2, 'ticket'), imp.Run(0, 2, 'reinit')]
+  runs = [RunKey(0, 2, 'ticket'), RunKey(0, 2, 'reinit')]
   ticket, reinit = imp.start_states(study, store, runs)
   state_k = store.load('seed_0/rewind')
   masks = store.load('seed_0/level_2/masks')
@@ -88,7 +89,7 @@ def test_same_seed_same_result(fashion_mnist_dir, fashion_mnist, study_and_store
   _, store = study_and_store
   config = smoke_config(fashion_mnist_dir, num_levels=1)
   config.arms = 'ticket,reinit'
-  again = imp.run_imp(experiment.build(config, dataset=fashion_mnist))
+  again = imp.run_imp(build.from_config(config, dataset=fashion_mnist))
   first = {(r['level'], r['arm']): r for r in store.summary if r['level'] <= 1}
   for row in again.summary:
     assert row == first[row['level'], row['arm']]

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from experiments import lenet300
-from lth_jax import experiment, imp, parallel
+from lth_jax import build, imp, parallel
 from lth_jax import train as train_lib
+from lth_jax.store import Store
+from lth_jax.study import RunKey, seed_keys
 
 
 def config_for(
@@ -27,7 +29,7 @@ def config_for(
   return config
 
 
-def assert_same_results(a: imp.MemoryStore, b: imp.MemoryStore):
+def assert_same_results(a: Store, b: Store):
   """Same runs, identical masks, metrics equal to float tolerance at every evaluation.
 
   Batched and unbatched matrix products round differently, and Adam amplifies
@@ -48,44 +50,47 @@ def assert_same_results(a: imp.MemoryStore, b: imp.MemoryStore):
     )
     assert ca['val_loss'] == pytest.approx(cb['val_loss'], rel=2e-2), (ca, cb)
     assert ca['test_accuracy'] == pytest.approx(cb['test_accuracy'], abs=2e-2), (ca, cb)
-  masks = [n for n in a.trees if n.endswith('/masks')]
-  assert masks and sorted(masks) == sorted(n for n in b.trees if n.endswith('/masks'))
+  masks = [n for n in a.trees.trees if n.endswith('/masks')]
+  assert masks and sorted(masks) == sorted(n for n in b.trees.trees if n.endswith('/masks'))
   for name in masks:  # Identical tickets, seed by seed.
-    for x, y in zip(jax.tree.leaves(a.trees[name]), jax.tree.leaves(b.trees[name]), strict=True):
+    for x, y in zip(jax.tree.leaves(a.load(name)), jax.tree.leaves(b.load(name)), strict=True):
       np.testing.assert_array_equal(x, y)
 
 
 @pytest.fixture(scope='module')
 def sequential(fashion_mnist_dir, fashion_mnist):
-  study = experiment.build(
+  study = build.from_config(
     config_for(fashion_mnist_dir, parallel_mode='false'), dataset=fashion_mnist
   )
   assert not study.vmapped
   return imp.run_imp(study)
 
 
-def test_vmapped_equals_sequential_and_compiles_once(fashion_mnist_dir, fashion_mnist, sequential):
+def test_vmapped_equals_sequential_and_compiles_once(
+  fashion_mnist_dir, fashion_mnist, sequential, compiled_names
+):
   config = config_for(fashion_mnist_dir, parallel_mode='true')
   config.num_levels = 1
-  study = experiment.build(config, dataset=fashion_mnist)
+  study = build.from_config(config, dataset=fashion_mnist)
   assert study.vmapped
   store = imp.run_imp(study)
-  steps, evals = train_lib.compiled(study.task, vmapped=True)
-  compiled_after_level_1 = steps._cache_size(), evals._cache_size()
+  before = len(compiled_names)
+  assert before > 0  # The listener sees compilations (level 0 and 1 compiled).
   study.num_levels = 2  # One more level: new masks, rewound params, same programs.
   imp.run_imp(study, store)
-  assert (steps._cache_size(), evals._cache_size()) == compiled_after_level_1
+  assert len(store.summary) == 2 + 2 * 2 * 3  # Level 2 did run ...
+  assert compiled_names[before:] == []  # ... and compiled nothing new.
   assert_same_results(store, sequential)
 
 
 def test_groups_split_to_fit_memory_give_the_same_results(
   fashion_mnist_dir, fashion_mnist, sequential
 ):
-  study = experiment.build(
+  study = build.from_config(
     config_for(fashion_mnist_dir, parallel_mode='true'), dataset=fashion_mnist
   )
   study.group_size = 4  # 6 runs per level: calls of 4 and 2.
-  level_1 = [imp.Run(seed, 1, arm) for seed in (0, 1) for arm in study.arms]
+  level_1 = [RunKey(seed, 1, arm) for seed in (0, 1) for arm in study.arms]
   assert [len(g) for g in imp.groups_of(study, level_1)] == [4, 2]
   assert_same_results(imp.run_imp(study), sequential)
 
@@ -100,11 +105,11 @@ def test_runs_per_call_limits():
 
 
 def test_bytes_per_run_counts_state_but_not_data(fashion_mnist_dir, fashion_mnist):
-  study = experiment.build(
+  study = build.from_config(
     config_for(fashion_mnist_dir, parallel_mode='false'), dataset=fashion_mnist
   )
   steps, _ = train_lib.compiled(study.task, vmapped=False)
-  key = jax.eval_shape(lambda: study.keys(0)[1])
+  key = jax.eval_shape(lambda: seed_keys(0).data)
   per_run = parallel.bytes_per_run(steps, study.state_like(), study.train, key, 20)
   state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(study.state_like()))
   assert state_bytes <= per_run < state_bytes + 50 * 2**20
@@ -119,7 +124,7 @@ SHARDED = textwrap.dedent("""
       port = s.getsockname()[1]
     jax.distributed.initialize(coordinator_address=f'127.0.0.1:{{port}}', num_processes=1, process_id=0)
     from experiments import lenet300
-    from lth_jax import data, experiment, imp
+    from lth_jax import build, data, imp
     assert len(jax.devices()) == 4, jax.devices()
     dataset = data.load('fashion_mnist', validation_size=5000, data_dir={data_dir!r})
     results = {{}}
@@ -128,10 +133,10 @@ SHARDED = textwrap.dedent("""
       config.data.data_dir = {data_dir!r}
       config.num_seeds, config.arms, config.num_levels, config.num_steps = 3, 'ticket,reinit', 1, 40
       config.parallel = mode
-      study = experiment.build(config, dataset=dataset)
+      study = build.from_config(config, dataset=dataset)
       if mode == 'true':
-        assert study.shard.multiple == 4
-        placed = study.shard(np.zeros((8, 3)))
+        assert study.sharder.multiple == 4
+        placed = study.sharder(np.zeros((8, 3)))
         assert len(placed.sharding.device_set) == 4
       results[mode] = imp.run_imp(study)
     a, b = results['true'], results['false']

@@ -25,8 +25,7 @@ import numpy as np
 import pytest
 
 from experiments import lenet300
-from lth_jax import checkpoint, cli, data, imp
-from lth_jax import run as run_lib
+from lth_jax import checkpoint, cli, data, imp, results, workdir
 from lth_jax import train as train_lib
 
 # ml_collections loads --config files with the deprecated importlib API.
@@ -75,7 +74,7 @@ def the_run_dir(workdir) -> Path:
 def assert_same_results(run_dir: Path, reference: Path):
   for table in TABLES:
     assert (run_dir / table).read_bytes() == (reference / table).read_bytes(), table
-  summary = run_lib.read_table(reference / 'summary.csv')
+  summary = results.read_rows(reference / 'summary.csv')
   names = ['seed_{seed}/level_{level}/{arm}'.format(**r) for r in summary]
   names += ['seed_{seed}/level_{level}/masks'.format(**r) for r in summary]
   names += ['seed_0/init', 'seed_0/rewind']
@@ -154,13 +153,13 @@ def killed_twice(fashion_mnist_dir, subprocess_env, tmp_path_factory):
   kill_when(proc, lambda: run_dir() and progress_checkpoints(run_dir(), 0))
   seen['kill 1'] = (
     progress_checkpoints(run_dir(), 0),
-    run_lib.read_table(run_dir() / 'summary.csv'),
+    results.read_rows(run_dir() / 'summary.csv'),
   )
 
   proc = lth(args, subprocess_env, logs / '2.txt')
   ticket_1 = lambda: [p for p in progress_checkpoints(run_dir(), 1) if '0-ticket' in str(p)]
   kill_when(proc, lambda: len(ticket_1()) >= 2)
-  seen['kill 2'] = (ticket_1(), run_lib.read_table(run_dir() / 'summary.csv'))
+  seen['kill 2'] = (ticket_1(), results.read_rows(run_dir() / 'summary.csv'))
   partial = tmp_path_factory.mktemp('partial') / 'work'
   shutil.copytree(workdir, partial)
 
@@ -263,7 +262,7 @@ def test_damaged_finished_run_is_recomputed(reference, tmp_path):
 def _config_of(run_dir: Path):
   import ml_collections
 
-  config = ml_collections.ConfigDict(run_lib.load_config_json(run_dir))
+  config = ml_collections.ConfigDict(workdir.load_config_json(run_dir))
   config.optimizer.milestones = tuple(config.optimizer.milestones)
   return config
 
@@ -294,7 +293,7 @@ def test_full_disk_keeps_finished_runs_and_rerun_completes(
   assert len(err) == 1 and err[0].startswith('lth: error: could not write checkpoint ')
   assert 'No space left on device' in err[0] and 'Traceback' not in err[0]
   run_dir = the_run_dir(workdir)
-  rows = run_lib.read_table(run_dir / 'summary.csv')
+  rows = results.read_rows(run_dir / 'summary.csv')
   assert [(r['level'], r['arm']) for r in rows] == [('0', 'ticket')]
   assert not checkpoint.partial_checkpoints(run_dir)
   assert not (run_dir / 'lock').exists()
@@ -310,7 +309,7 @@ def test_full_disk_keeps_finished_runs_and_rerun_completes(
 
 def test_live_lock_refuses_a_second_process(fashion_mnist_dir, tmp_path, capsys):
   config = smoke(fashion_mnist_dir)
-  run_dir = run_lib.prepare(tmp_path, config)
+  run_dir = workdir.prepare(tmp_path, config)
   sleeper = subprocess.Popen(['sleep', '30'])
   try:
     (run_dir / 'lock').write_text(f'{sleeper.pid} {socket.gethostname()}\n')
@@ -333,7 +332,7 @@ def test_stale_lock_is_taken_over(tmp_path):
   lock_path = tmp_path / 'lock'
   lock_path.write_text(f'{dead.pid} {socket.gethostname()}\n')
   lines = []
-  with run_lib.Lock(tmp_path, log=lines.append):
+  with workdir.Lock(tmp_path, log=lines.append):
     assert lock_path.read_text().split()[0] == str(os.getpid())
   assert not lock_path.exists()
   assert f'took over the stale lock {lock_path} of process {dead.pid}' in lines[0]
@@ -371,7 +370,7 @@ def test_divergence_is_recorded_and_only_stops_its_seed(fashion_mnist_dir, tmp_p
   run_dir = the_run_dir(tmp_path)
   rows = {
     (int(r['seed']), int(r['level']), r['arm']): r
-    for r in run_lib.read_table(run_dir / 'summary.csv')
+    for r in results.read_rows(run_dir / 'summary.csv')
   }
   assert sorted(rows) == [
       (0, 0, 'ticket'), (0, 1, 'reinit'), (0, 1, 'ticket'),

@@ -1,8 +1,9 @@
-"""From a validated config to a ``Study``: data on the device, model, optimizer, pruning.
+"""From a config to a ``Study``: data on the device, model, optimizer, pruning.
 
-This is the one place that reads a config; the core functions take plain
-keyword arguments. Notebooks can call ``build(config)`` and then
-``imp.run_imp(study)`` to get exactly what ``lth run`` computes.
+The one place that reads a config (after ``config.validate``); the core
+functions take plain keyword arguments. Notebooks can call
+``from_config(config)`` and then ``imp.run_imp(study)`` to get exactly what
+``lth run`` computes.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import optax
 
 from lth_jax import config as config_lib
 from lth_jax import data as data_lib
-from lth_jax import imp, models, parallel, pruning
 from lth_jax import masks as masks_lib
+from lth_jax import models, parallel, pruning
 from lth_jax import train as train_lib
+from lth_jax.study import Study, seed_keys
 
 
 def learning_rate_schedule(opt) -> optax.Schedule:
@@ -43,23 +45,23 @@ def make_optimizer(opt) -> optax.GradientTransformation:
 
 
 def make_prune(config, params_like):
-  """(params, masks, rounds) -> masks, jitted, per the config's pruning keys."""
+  """``prune(params, masks, *, rounds) -> masks``, jitted, per the config's pruning keys."""
   p = config.pruning
   if p.strategy == 'layerwise':
     rates = pruning.layer_rates(
       params_like, conv=p.rate_conv, dense=p.rate_dense, output=p.rate_output
     )
 
-    @functools.partial(jax.jit, static_argnums=2)
-    def prune(params, masks, rounds):
+    @functools.partial(jax.jit, static_argnames='rounds')
+    def prune(params, masks, *, rounds):
       compound = jax.tree.map(lambda r: pruning.compound_rate(r, rounds), rates)
       return pruning.prune_layerwise(params, masks, rates=compound)
 
   else:
     include = masks_lib.prunable(params_like, include_output=p.prune_output)
 
-    @functools.partial(jax.jit, static_argnums=2)
-    def prune(params, masks, rounds):
+    @functools.partial(jax.jit, static_argnames='rounds')
+    def prune(params, masks, *, rounds):
       rate = pruning.compound_rate(p.rate, rounds)
       return pruning.prune_global(params, masks, rate=rate, include=include)
 
@@ -77,9 +79,15 @@ def load_data(config) -> data_lib.Dataset:
   )
 
 
-def build(config, dataset: data_lib.Dataset | None = None) -> imp.Study:
-  """The ``Study`` a config describes (validates the config first)."""
-  config_lib.validate(config)
+def from_config(
+  config, dataset: data_lib.Dataset | None = None, *, validated: bool = False
+) -> Study:
+  """The ``Study`` a config describes.
+
+  The config is validated first, unless the caller just did (``validated``).
+  """
+  if not validated:
+    config_lib.validate(config)
   dataset = dataset if dataset is not None else load_data(config)
   train_x, train_y = dataset.train_x, dataset.train_y
   if config.data.train_size:
@@ -109,8 +117,8 @@ def build(config, dataset: data_lib.Dataset | None = None) -> imp.Study:
   params_like = jax.eval_shape(
     lambda: train_lib.init_variables(model, jax.random.key(0), input_shape)[0]
   )
-  vmapped = parallel.use_vmap(config)
-  study = imp.Study(
+  vmapped = parallel.use_vmap(config_lib.parallel_mode(config))
+  study = Study(
     task=task,
     train=train_lib.DataArrays(jax.device_put(train_x), jax.device_put(train_y.astype(np.int32))),
     eval_splits=splits,
@@ -126,21 +134,21 @@ def build(config, dataset: data_lib.Dataset | None = None) -> imp.Study:
     vmapped=vmapped,
     group_size=config.max_parallel_runs,
     iterative=config.pruning.iterative,
-    shard=parallel.sharder() if vmapped else (lambda tree: tree),
+    sharder=parallel.Sharder() if vmapped else None,
   )
   if vmapped:
     study.group_size = _runs_per_call(study, config.max_parallel_runs)
   return study
 
 
-def _runs_per_call(study: imp.Study, requested: int) -> int:
+def _runs_per_call(study: Study, requested: int) -> int:
   """Splits a level into calls that fit in device memory (see ``parallel``)."""
   available = parallel.device_memory_bytes()
   if available is None:
     return requested
   steps, _ = train_lib.compiled(study.task, vmapped=False)
-  data_key = jax.eval_shape(lambda: study.keys(0)[1])
+  data_key = jax.eval_shape(lambda: seed_keys(0).data)
   per_run = parallel.bytes_per_run(
     steps, study.state_like(), study.train, data_key, study.eval_every
   )
-  return parallel.runs_per_call(per_run, available, study.shard.multiple, requested)
+  return parallel.runs_per_call(per_run, available, study.sharder.multiple, requested)
