@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
+import common
 import jax
 import jax.numpy as jnp
 import optax
 
-from lth_jax import im2col as conv_lib
-from lth_jax import models
+from lth_jax import im2col, models
 
 BATCH = 60
 IMAGE = (32, 32, 3)
@@ -45,24 +44,6 @@ def conv2_forward_flops(image=IMAGE, classes=CLASSES) -> list[tuple[str, int]]:
     (f'output 256->{classes}', 2 * 256 * classes),
   ]
   return layers
-
-
-def time_call(fn, *args, repeats: int) -> float:
-  """Best wall time of ``fn(*args)`` over ``repeats`` runs, after one warmup (compile)."""
-  jax.block_until_ready(fn(*args))
-  best = float('inf')
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    best = min(best, time.perf_counter() - start)
-  return best
-
-
-def matmul_flops_per_second(n: int = 2048, repeats: int = 10) -> float:
-  a = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-  b = jax.random.normal(jax.random.key(2), (n, n), jnp.float32)
-  seconds = time_call(jax.jit(jnp.matmul), a, b, repeats=repeats)
-  return 2 * n**3 / seconds
 
 
 def make_train_loop(model, optimizer):
@@ -109,15 +90,18 @@ def main():
     print(f'  {name:24s} {flops / 1e6:10.2f} MFLOP  ({flops / per_example:6.1%})')
   print(f'  {"total":24s} {per_example / 1e6:10.2f} MFLOP')
   print(f'train step FLOPs (3 x forward x batch {BATCH}): {step_flops / 1e9:.2f} GFLOP')
-  rate = matmul_flops_per_second()
+  rate = common.matmul_flops_per_second()
   floor = step_flops / rate
   print(f'matmul 2048x2048 f32 rate: {rate / 1e9:.1f} GFLOP/s', flush=True)
 
   print(f'FLOP floor: {floor * 1e3:.1f} ms/step ({1 / floor:.2f} it/s)')
-  for impl in conv_lib.IMPLS:
+  for impl in im2col.IMPLS:
     model = models.get_model('conv2', num_classes=CLASSES, conv_impl=impl)
     train_loop = make_train_loop(model, optimizer)
-    seconds = time_call(train_loop, params, opt_state, xs, ys, repeats=args.repeats)
+    common.block(train_loop(params, opt_state, xs, ys))  # Compilation, not timed.
+    seconds = common.best_of(
+      lambda: common.block(train_loop(params, opt_state, xs, ys)), args.repeats
+    )
     step_seconds = seconds / args.steps
     print(
       f'{impl:7s} measured: {1 / step_seconds:.3f} it/s, {step_seconds * 1e3:.1f} ms/step '

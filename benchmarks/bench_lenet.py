@@ -2,9 +2,9 @@
 
     python benchmarks/bench_lenet.py [--iterations 5000] [--repeats 3]
 
-Prints the seconds per 1,000 iterations of the library's own training loop
-(``train.compiled``: lax.scan over chunks of ``eval_every`` steps, donated
-state, data on the device; evaluation excluded), a bare jitted step called from
+Prints the seconds per 1,000 iterations of the library's own training
+(``fit.Trainer.train_steps``, what ``fit`` calls between evaluations: lax.scan
+over chunks of steps, donated state, data on the device; evaluation excluded), a bare jitted step called from
 Python for comparison, the matmul FLOP rate measured in the same run and the
 floor it implies for the 67.6 MFLOP of one batch-60 step.
 """
@@ -17,6 +17,7 @@ import common
 import jax
 
 from lth_jax import train as train_lib
+from lth_jax.fit import Trainer
 
 
 def bare_step(task, data, iterations: int):
@@ -52,10 +53,10 @@ def main():
   )
   print(f'floor:                         {floor:.3f} s / 1,000 iterations')
   per_k = 1000 / args.iterations
+  trainer = Trainer(task, data, splits={})
   for chunk in (100, 1000):
-    steps, _ = train_lib.compiled(task, vmapped=False)
     t = common.chunked_seconds(
-        steps, common.initial_state(task), data, jax.random.key(1),
+        trainer, common.initial_state(task), jax.random.key(1),
         iterations=args.iterations, chunk=chunk, repeats=args.repeats,
     ) * per_k  # fmt: skip
     print(

@@ -17,27 +17,25 @@ import common
 import jax
 
 from experiments import lenet300
-from lth_jax import build, data, imp
-from lth_jax import train as train_lib
+from lth_jax import build, data, imp, parallel
+from lth_jax.fit import Trainer
 
 
 def per_network_ms(task, train, n: int, iterations: int, shared_order: bool) -> float:
-  steps, _ = train_lib.compiled(task, vmapped=True)
-  states = [common.initial_state(task, seed) for seed in range(n)]
-  state = jax.tree.map(lambda *xs: jax.numpy.stack(xs), *states)
+  trainer = Trainer(task, train, splits={}, vmapped=True)
+  state = parallel.stack([common.initial_state(task, seed) for seed in range(n)])
   keys = jax.random.split(jax.random.key(1), n)
   if shared_order:
-    keys = jax.numpy.stack([keys[0]] * n)
+    keys = parallel.stack([keys[0]] * n)
   seconds = common.chunked_seconds(
-    steps, state, train, keys, iterations=iterations, chunk=100, repeats=2
+    trainer, state, keys, iterations=iterations, chunk=100, repeats=2
   )
   return 1000 * seconds / iterations / n
 
 
 def single_ms(task, train, iterations: int) -> float:
-  steps, _ = train_lib.compiled(task, vmapped=False)
   seconds = common.chunked_seconds(
-      steps, common.initial_state(task), train, jax.random.key(1),
+      Trainer(task, train, splits={}), common.initial_state(task), jax.random.key(1),
       iterations=iterations, chunk=100, repeats=2,
   )  # fmt: skip
   return 1000 * seconds / iterations
@@ -45,7 +43,7 @@ def single_ms(task, train, iterations: int) -> float:
 
 def level_seconds(dataset, data_dir: str, parallel: str, iterations: int) -> float:
   config = lenet300.get_config('quick')
-  config.data.data_dir = data_dir
+  config.data.data_dir = data_dir or ''
   config.num_seeds, config.arms, config.num_levels = 4, 'ticket,reinit', 0
   config.num_steps, config.eval_every, config.parallel = iterations, 250, parallel
   study = build.from_config(config, dataset=dataset)

@@ -70,20 +70,17 @@ def block(tree):
   return jax.block_until_ready(tree)
 
 
-def chunked_seconds(
-  steps, state, train, keys, *, iterations: int, chunk: int, repeats: int
-) -> float:
+def chunked_seconds(trainer, state, keys, *, iterations: int, chunk: int, repeats: int) -> float:
   """Best wall time of ``iterations`` training iterations in ``chunk``-long compiled calls.
 
-  ``steps`` is a function from ``train.compiled``; the first call (compilation) is not timed.
+  ``trainer`` is a ``lth_jax.fit.Trainer``; the first call (compilation) is not timed.
   """
-  state, loss = steps(state, train, keys, chunk)
-  block(loss)
+  state = block(trainer.train_steps(state, keys, chunk))
 
   def go():
-    nonlocal state, loss
+    nonlocal state
     for _ in range(iterations // chunk):
-      state, loss = steps(state, train, keys, chunk)
-    block(loss)
+      state = trainer.train_steps(state, keys, chunk)
+    block(state)
 
   return best_of(go, repeats)

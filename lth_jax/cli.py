@@ -61,17 +61,6 @@ name, levels done/total and state (running, finished, stopped, diverged).
 HELP_FLAGS = ('-h', '-help', '--help', '--helpshort')
 
 
-def study_steps(config) -> int:
-  """Training iterations of the whole study (for the overall progress bar)."""
-  arms = len(config_lib.arms_of(config))
-  per_seed = config.num_steps + config.num_levels * arms * (config.num_steps - config.rewind_step)
-  return config.num_seeds * per_seed
-
-
-def done_steps(config, finished) -> int:
-  return sum(config.num_steps - (config.rewind_step if level else 0) for (_, level, _) in finished)
-
-
 def run_study(config, workdir_path, *, log=print, progress: bool | None = None) -> Path:
   """Runs or resumes the study of ``config`` under ``workdir``; returns its run directory.
 
@@ -92,10 +81,8 @@ def run_study(config, workdir_path, *, log=print, progress: bool | None = None) 
       log(f'resuming {run_dir}: {len(finished)} runs already finished')
     log(f'loading {config.data.name} ...')
     study = build.from_config(config, validated=True)
-    mode = 'vmapped' if study.vmapped else 'one run at a time'
-    log(f'{config.name}: {config.num_seeds} seed(s) x {config.num_levels + 1} levels, '
-        f'arms {",".join(study.arms)}, {mode}; results in {run_dir}')  # fmt: skip
-    bars = TqdmProgress(study_steps(config), done_steps(config, finished),
+    log(f'{config.name}: {imp.describe(study)}; results in {run_dir}')
+    bars = TqdmProgress(imp.total_steps(study), imp.steps_done(study, finished),
                         disable=None if progress is None else not progress)  # fmt: skip
     try:
       imp.run_imp(study, store, bars)

@@ -76,7 +76,7 @@ def _int(lo=None, hi=None):
   return check, where
 
 
-def _rate(hi_open=True):
+def _rate():
   return (lambda v: _is_num(v) and 0 <= v < 1), 'a number in [0, 1)'
 
 

@@ -59,6 +59,34 @@ def run_imp(study: Study, store: Store | None = None, progress=None) -> Store:
   return store
 
 
+def describe(study: Study) -> str:
+  """'2 seeds, the dense network and 8 pruning levels, arms ticket,reinit, one run at a time'."""
+  seeds = f'{len(study.seeds)} seed' + ('s' if len(study.seeds) != 1 else '')
+  levels = f'{study.num_levels} pruning level' + ('s' if study.num_levels != 1 else '')
+  mode = 'vmapped' if study.vmapped else 'one run at a time'
+  return f'{seeds}, the dense network and {levels}, arms {",".join(study.arms)}, {mode}'
+
+
+def run_steps(study: Study, level: int) -> int:
+  """Training iterations of one run at ``level`` (levels >= 1 start from the rewind step)."""
+  return study.num_steps - (study.rewind_step if level else 0)
+
+
+def total_steps(study: Study) -> int:
+  """Training iterations of the whole study (for an overall progress bar)."""
+  per_seed = run_steps(study, 0) + study.num_levels * len(study.arms) * run_steps(study, 1)
+  return len(study.seeds) * per_seed
+
+
+def steps_done(study: Study, finished) -> int:
+  """Training iterations of the ``finished`` runs ((seed, level, arm) keys) of the study."""
+  return sum(
+    run_steps(study, level)
+    for (seed, level, arm) in finished
+    if seed in study.seeds and level <= study.num_levels and arm in study.arms
+  )
+
+
 def pending_runs(study: Study, store: Store, level: int) -> list[RunKey]:
   """The runs of ``level`` not yet finished, in (seed, arm) order."""
   done = store.results.finished()

@@ -19,8 +19,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-KINDS = ('conv', 'dense', 'output')
-
 
 def _key_name(entry) -> str:
   for attr in ('key', 'name', 'idx'):
@@ -79,13 +77,8 @@ def apply(params, masks):
   return jax.tree.map(lambda p, m: jnp.where(m, p, jnp.zeros_like(p)), params, masks)
 
 
-def layer_counts(masks, params=None) -> dict[str, tuple[int, int]]:
-  """{layer: (weights kept, weights total)} over the prunable kernels.
-
-  Host-side: converts to Python ints. ``params`` (same structure) is only needed
-  when masks alone cannot tell conv from dense, which never matters here.
-  """
-  del params
+def layer_counts(masks) -> dict[str, tuple[int, int]]:
+  """{layer: (weights kept, weights total)} over the prunable kernels (host-side ints)."""
   counts = {}
   for path, m in jax.tree_util.tree_flatten_with_path(masks)[0]:
     if leaf_kind(path, m) is None:

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lth_jax import augment
 from lth_jax import masks as masks_lib
 
 PyTree = Any
@@ -149,8 +150,6 @@ def train_step(task: Task, state: TrainState, x_uint8, y, step_key) -> tuple[Tra
   augment_key, dropout_key = jax.random.split(step_key)
   x = task.normalize(x_uint8)
   if task.augment:
-    from lth_jax import augment  # Only the augmenting recipes need it.
-
     x = augment.random_crop_flip(augment_key, x)
 
   def loss_fn(params):

@@ -1,7 +1,8 @@
-"""Writes small datasets in the real raw formats (gzipped IDX, CIFAR-10 python pickles).
+"""Fake data for tests: small datasets in the real raw formats, and arrays on the device.
 
-Each writer returns the arrays it wrote, so tests can compare what ``load``
-reads back pixel for pixel.
+The writers (gzipped IDX, CIFAR-10 python pickles) return the arrays they wrote,
+so tests can compare what ``load`` reads back pixel for pixel. ``fake_data`` and
+``make_task`` give random MNIST-shaped arrays and a LeNet task for the core.
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ import pickle
 import struct
 import tarfile
 
+import jax.numpy as jnp
 import numpy as np
+import optax
+
+from lth_jax import models
+from lth_jax import train as train_lib
 
 IDX_NAMES = {
   'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
@@ -92,3 +98,20 @@ def write_cifar10(
     'train': (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])),
     'test': (test_images, test_labels),
   }
+
+
+def make_task(optimizer=None, mean=(0.5,), std=(0.25,)):
+  return train_lib.Task(
+    model=models.get_model('lenet300', num_classes=10),
+    optimizer=optimizer or optax.adam(1.2e-3),
+    batch_size=60,
+    mean=mean,
+    std=std,
+  )
+
+
+def fake_data(n=600, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.integers(0, 256, size=(n, 28, 28, 1), dtype=np.uint8)
+  y = rng.integers(0, 10, size=(n,)).astype(np.int32)
+  return train_lib.DataArrays(jnp.asarray(x), jnp.asarray(y))

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from test_train import fake_data, make_task
+from fake_data import fake_data, make_task
 
 from lth_jax import controls, pruning, rewind
 from lth_jax import masks as masks_lib

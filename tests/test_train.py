@@ -6,27 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from fake_data import fake_data, make_task
 
 from lth_jax import masks as masks_lib
-from lth_jax import models, pruning
+from lth_jax import pruning
 from lth_jax import train as train_lib
-
-
-def make_task(optimizer=None, mean=(0.5,), std=(0.25,)):
-  return train_lib.Task(
-    model=models.get_model('lenet300', num_classes=10),
-    optimizer=optimizer or optax.adam(1.2e-3),
-    batch_size=60,
-    mean=mean,
-    std=std,
-  )
-
-
-def fake_data(n=600, seed=0):
-  rng = np.random.default_rng(seed)
-  x = rng.integers(0, 256, size=(n, 28, 28, 1), dtype=np.uint8)
-  y = rng.integers(0, 10, size=(n,)).astype(np.int32)
-  return train_lib.DataArrays(jnp.asarray(x), jnp.asarray(y))
 
 
 def pruned_state(task, key, rate=0.7):
