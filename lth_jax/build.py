@@ -1,25 +1,21 @@
-"""From a config to a ``Study``: data on the device, model, optimizer, pruning.
+"""From a config to a ``Study``: the one place that reads a config.
 
-The one place that reads a config (after ``config.validate``); the core
-functions take plain keyword arguments. Notebooks can call
-``from_config(config)`` and then ``imp.run_imp(study)`` to get exactly what
+``from_config`` loads the data set, builds the zoo model and the optimizer the
+config names and hands everything to ``study.make_study`` — the same
+constructor a notebook calls with its own model and data. Notebooks can call
+``from_config(config)`` and then ``lth_jax.run_imp(study)`` to get exactly what
 ``lth run`` computes.
 """
 
 from __future__ import annotations
 
-import functools
-
-import jax
-import numpy as np
 import optax
 
 from lth_jax import config as config_lib
 from lth_jax import data as data_lib
-from lth_jax import masks as masks_lib
-from lth_jax import models, parallel, pruning
-from lth_jax import train as train_lib
-from lth_jax.study import Study, seed_keys
+from lth_jax import models
+from lth_jax import plan as plan_lib
+from lth_jax.study import Study, make_study
 
 
 def learning_rate_schedule(opt) -> optax.Schedule:
@@ -44,30 +40,6 @@ def make_optimizer(opt) -> optax.GradientTransformation:
   return tx
 
 
-def make_prune(config, params_like):
-  """``prune(params, masks, *, rounds) -> masks``, jitted, per the config's pruning keys."""
-  p = config.pruning
-  if p.strategy == 'layerwise':
-    rates = pruning.layer_rates(
-      params_like, conv=p.rate_conv, dense=p.rate_dense, output=p.rate_output
-    )
-
-    @functools.partial(jax.jit, static_argnames='rounds')
-    def prune(params, masks, *, rounds):
-      compound = jax.tree.map(lambda r: pruning.compound_rate(r, rounds), rates)
-      return pruning.prune_layerwise(params, masks, rates=compound)
-
-  else:
-    include = masks_lib.prunable(params_like, include_output=p.prune_output)
-
-    @functools.partial(jax.jit, static_argnames='rounds')
-    def prune(params, masks, *, rounds):
-      rate = pruning.compound_rate(p.rate, rounds)
-      return pruning.prune_global(params, masks, rate=rate, include=include)
-
-  return prune
-
-
 def load_data(config) -> data_lib.Dataset:
   d = config.data
   return data_lib.load(
@@ -77,6 +49,25 @@ def load_data(config) -> data_lib.Dataset:
     manual_dir=d.manual_dir or None,
     download=d.download,
   )
+
+
+def make_model(config, num_classes: int):
+  kwargs = {'dropout': config.model.dropout} if config.model.dropout else {}
+  return models.get_model(config.model.name, num_classes=num_classes, **kwargs)
+
+
+def pruning_settings(config) -> dict:
+  """The config's ``pruning.*`` keys as ``make_study``'s ``pruning`` argument."""
+  settings = dict(config.pruning)
+  settings['output_layer'] = settings['output_layer'] or None  # '' in a config: no output layer.
+  return settings
+
+
+def make_plan(config, params_like):
+  """The pruning plan the config's ``pruning.*`` keys give for ``params_like``."""
+  settings = pruning_settings(config)
+  settings.pop('iterative')
+  return plan_lib.make_plan(params_like, **settings)
 
 
 def from_config(
@@ -89,66 +80,34 @@ def from_config(
   if not validated:
     config_lib.validate(config)
   dataset = dataset if dataset is not None else load_data(config)
+  c, d = config, config.data
   train_x, train_y = dataset.train_x, dataset.train_y
-  if config.data.train_size:
-    train_x, train_y = train_x[: config.data.train_size], train_y[: config.data.train_size]
+  if d.train_size:
+    train_x, train_y = train_x[: d.train_size], train_y[: d.train_size]
   test_x, test_y = dataset.test_x, dataset.test_y
-  if config.data.test_size:
-    test_x, test_y = test_x[: config.data.test_size], test_y[: config.data.test_size]
-  model_kwargs = {'dropout': config.model.dropout} if config.model.dropout else {}
-  model = models.get_model(config.model.name, num_classes=dataset.num_classes, **model_kwargs)
-  task = train_lib.Task(
-    model=model,
-    optimizer=make_optimizer(config.optimizer),
-    batch_size=config.batch_size,
-    mean=tuple(float(m) for m in dataset.mean),
-    std=tuple(float(s) for s in dataset.std),
-    augment=config.data.augment,
+  if d.test_size:
+    test_x, test_y = test_x[: d.test_size], test_y[: d.test_size]
+  return make_study(
+    make_model(config, dataset.num_classes),
+    train=(train_x, train_y),
+    test=(test_x, test_y),
+    validation=(dataset.val_x, dataset.val_y),
+    optimizer=make_optimizer(c.optimizer),
+    num_steps=c.num_steps,
+    eval_every=c.eval_every,
+    batch_size=c.batch_size,
+    num_levels=c.num_levels,
+    rewind_step=c.rewind_step,
+    arms=c.arms,
+    seeds=list(range(c.seed, c.seed + c.num_seeds)),
+    pruning=pruning_settings(config),
+    standardize=d.standardize,
+    init=c.model.init,
+    rewind_optimizer=c.rewind_optimizer,
+    augment=d.augment,
+    train_eval_size=c.train_eval_size,
+    eval_batch_size=c.eval_batch_size,
+    checkpoint_every=c.checkpoint_every,
+    parallel=config_lib.parallel_mode(config),
+    max_parallel_runs=c.max_parallel_runs,
   )
-  eb = config.eval_batch_size
-  splits = {
-    'train': train_lib.make_eval_split(
-      train_x[: config.train_eval_size], train_y[: config.train_eval_size], eb
-    ),
-    'val': train_lib.make_eval_split(dataset.val_x, dataset.val_y, eb),
-    'test': train_lib.make_eval_split(test_x, test_y, eb),
-  }
-  input_shape = tuple(train_x.shape[1:])
-  params_like = jax.eval_shape(
-    lambda: train_lib.init_variables(model, jax.random.key(0), input_shape)[0]
-  )
-  vmapped = parallel.use_vmap(config_lib.parallel_mode(config))
-  study = Study(
-    task=task,
-    train=train_lib.DataArrays(jax.device_put(train_x), jax.device_put(train_y.astype(np.int32))),
-    eval_splits=splits,
-    input_shape=input_shape,
-    num_steps=config.num_steps,
-    eval_every=config.eval_every,
-    rewind_step=config.rewind_step,
-    num_levels=config.num_levels,
-    prune=make_prune(config, params_like),
-    arms=config_lib.arms_of(config),
-    seeds=list(range(config.seed, config.seed + config.num_seeds)),
-    checkpoint_every=config.checkpoint_every,
-    vmapped=vmapped,
-    group_size=config.max_parallel_runs,
-    iterative=config.pruning.iterative,
-    sharder=parallel.Sharder() if vmapped else None,
-  )
-  if vmapped:
-    study.group_size = _runs_per_call(study, config.max_parallel_runs)
-  return study
-
-
-def _runs_per_call(study: Study, requested: int) -> int:
-  """Splits a level into calls that fit in device memory (see ``parallel``)."""
-  available = parallel.device_memory_bytes()
-  if available is None:
-    return requested
-  steps, _ = train_lib.compiled(study.task, vmapped=False)
-  data_key = jax.eval_shape(lambda: seed_keys(0).data)
-  per_run = parallel.bytes_per_run(
-    steps, study.state_like(), study.train, data_key, study.eval_every
-  )
-  return parallel.runs_per_call(per_run, available, study.sharder.multiple, requested)

@@ -62,33 +62,22 @@ HELP_FLAGS = ('-h', '-help', '--help', '--helpshort')
 
 
 def run_study(config, workdir_path, *, log=print, progress: bool | None = None) -> Path:
-  """Runs or resumes the study of ``config`` under ``workdir``; returns its run directory.
+  """Runs, resumes or grows the study of ``config`` under ``workdir``; returns its run directory.
 
   ``progress``: None shows bars only on a terminal; False never.
   """
-  from lth_jax import build, imp, tables
-  from lth_jax.progress import TqdmProgress
-  from lth_jax.store import DiskStore
+  from lth_jax import build, runner, tables
 
   config_lib.validate(config)
   run_dir = workdir.prepare(workdir_path, config)
-  with workdir.Lock(run_dir, log=log):
-    store = DiskStore(run_dir, log=log)
-    for note in workdir.repair(store):
-      log(f'repaired: {note}')
+  with runner.opened(run_dir, log) as store:
     finished = store.results.finished()
     if finished:
       log(f'resuming {run_dir}: {len(finished)} runs already finished')
     log(f'loading {config.data.name} ...')
     study = build.from_config(config, validated=True)
-    log(f'{config.name}: {imp.describe(study)}; results in {run_dir}')
-    bars = TqdmProgress(imp.total_steps(study), imp.steps_done(study, finished),
-                        disable=None if progress is None else not progress)  # fmt: skip
-    try:
-      imp.run_imp(study, store, bars)
-    finally:
-      bars.finish()
-    workdir.sort_tables(store)
+    log(f'{config.name}: {imp_describe(study)}; results in {run_dir}')
+    runner.run_in(study, store, log=log, progress=progress, run_dir=run_dir)
     rows = store.summary
   log('\n' + tables.level_table(rows))
   for line in divergence_notes(rows, config):
@@ -96,6 +85,12 @@ def run_study(config, workdir_path, *, log=print, progress: bool | None = None) 
   _write_report(run_dir, log)
   log(f'\nresults: {run_dir}/summary.csv, curves.csv, layers.csv; report: {run_dir}/report/')
   return run_dir
+
+
+def imp_describe(study) -> str:
+  from lth_jax import imp
+
+  return imp.describe(study)
 
 
 def divergence_notes(rows, config) -> list[str]:

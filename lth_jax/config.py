@@ -19,6 +19,10 @@ from lth_jax.errors import ConfigError
 # Keys that change how a study runs but not its results: left out of the hash
 # that names the run directory, so a study can be resumed with other settings.
 EXECUTION_KEYS = ('parallel', 'max_parallel_runs', 'checkpoint_every')
+# Keys that only add work (more levels, seeds or arms) or say where files are:
+# also left out, so a finished study grows in place and trains only the new runs.
+GROWTH_KEYS = ('num_levels', 'num_seeds', 'arms')
+LOCATION_KEYS = ('data.data_dir', 'data.download')
 
 # Training-set sizes before the validation split, to check sizes up front.
 TRAIN_SIZES = {'mnist': 60_000, 'fashion_mnist': 60_000, 'cifar10': 50_000}
@@ -34,10 +38,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.arms = 'ticket,reinit'
   c.parallel = 'auto'
   c.max_parallel_runs = 0
-  c.model = ml_collections.ConfigDict({'name': 'lenet300', 'dropout': 0.0})
+  c.model = ml_collections.ConfigDict({'name': 'lenet300', 'dropout': 0.0, 'init': 'default'})
   c.data = ml_collections.ConfigDict({
       'name': 'mnist', 'validation_size': 5000, 'train_size': 0, 'test_size': 0,
       'data_dir': '', 'manual_dir': '', 'download': True, 'augment': False,
+      'standardize': True,
   })  # fmt: skip
   c.optimizer = ml_collections.ConfigDict({
       'name': 'adam', 'learning_rate': 1.2e-3, 'momentum': 0.9, 'weight_decay': 0.0,
@@ -49,10 +54,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval_batch_size = 1000
   c.train_eval_size = 5000
   c.rewind_step = 0
+  c.rewind_optimizer = 'restore'
   c.num_levels = 16
   c.pruning = ml_collections.ConfigDict({
       'strategy': 'layerwise', 'iterative': True, 'rate_conv': 0.1, 'rate_dense': 0.2,
-      'rate_output': 0.1, 'rate': 0.2, 'prune_output': False,
+      'rate_output': 0.1, 'rate': 0.2, 'prune_output': False, 'output_layer': 'auto',
   })  # fmt: skip
   c.checkpoint_every = 1000
   return c
@@ -110,7 +116,8 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     'arms': (_arms, f'a comma-separated list of distinct arms from {list(controls.ARMS)}'),
     'parallel': (_parallel, "'true', 'false' or 'auto'"),
     'max_parallel_runs': _int(0),
-    'model.name': _choice(set(models.MODELS)),
+    'model.name': (lambda v: isinstance(v, str) and v in models.MODELS, lambda: f'one of {sorted(models.MODELS)}'),
+  'model.init': _choice({models.DEFAULT_INIT, *models.INITS}),
     'model.dropout': _rate(),
     'data.name': _choice(set(data.DATASETS)),
     'data.validation_size': _int(1),
@@ -120,6 +127,7 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     'data.manual_dir': _STR,
     'data.download': _BOOL,
     'data.augment': _BOOL,
+  'data.standardize': _BOOL,
     'optimizer.name': _choice({'adam', 'sgd'}),
     'optimizer.learning_rate': ((lambda v: _is_num(v) and 0 < v <= 10), 'a number in (0, 10]'),
     'optimizer.momentum': _rate(),
@@ -131,8 +139,9 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     'num_steps': _int(1),
     'eval_every': _int(1),
     'eval_batch_size': _int(1),
-    'train_eval_size': _int(1),
+    'train_eval_size': _int(0),
     'rewind_step': _int(0),
+  'rewind_optimizer': _choice({'restore', 'fresh'}),
     'num_levels': _int(0, 200),
     'pruning.strategy': _choice({'layerwise', 'global'}),
     'pruning.iterative': _BOOL,
@@ -141,6 +150,10 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     'pruning.rate_output': _rate(),
     'pruning.rate': _rate(),
     'pruning.prune_output': _BOOL,
+  'pruning.output_layer': (
+    lambda v: isinstance(v, str) and (v == '' or v.replace('/', '').replace('_', '').replace('-', '').isalnum()),
+    "'auto' (the layer named output), a layer name, or '' (no output layer)",
+  ),
     'checkpoint_every': _int(0),
 }  # fmt: skip
 
@@ -166,6 +179,7 @@ def _show(value, limit: int = 80) -> str:
 
 
 def _error(key, value, allowed):
+  allowed = allowed() if callable(allowed) else allowed
   return ConfigError(f'config.{key}={_show(value)} is not allowed: expected {allowed}.')
 
 
@@ -240,9 +254,10 @@ def to_json(config) -> str:
 
 
 def study_hash(config) -> str:
-  """Names a study's results: the config less the execution-only keys."""
+  """Names a study's results: the config less the keys that do not change them."""
   import hashlib
 
-  d = {k: v for k, v in flatten(config.to_dict()).items() if k not in EXECUTION_KEYS}
+  left_out = (*EXECUTION_KEYS, *GROWTH_KEYS, *LOCATION_KEYS)
+  d = {k: v for k, v in flatten(config.to_dict()).items() if k not in left_out}
   d = {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
   return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]

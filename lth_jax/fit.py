@@ -24,6 +24,7 @@ from lth_jax import train as train_lib
 from lth_jax.train import EVAL_METRICS
 
 PyTree = Any
+VAL_LOSS = EVAL_METRICS.index('val_loss')
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -80,15 +81,20 @@ class Curve:
     return int(self.steps[self.count - 1])
 
   def latest(self) -> dict[str, float]:
-    """Means over the finite runs of the latest evaluation ({} when none is finite)."""
+    """Means over the finite runs of the latest evaluation's metrics ({} when none is finite)."""
     table = self.metrics[self.count - 1]
-    finite = np.all(np.isfinite(table), axis=-1)
+    finite = self._finite()[-1]
     if not finite.any():
       return {}
-    return {m: float(np.mean(table[finite, i])) for i, m in enumerate(EVAL_METRICS)}
+    return {
+      m: float(np.mean(table[finite, i]))
+      for i, m in enumerate(EVAL_METRICS)
+      if np.all(np.isfinite(table[finite, i]))
+    }
 
   def _finite(self) -> np.ndarray:  # [evaluations, runs]
-    return np.all(np.isfinite(self.metrics[: self.count]), axis=-1)
+    """A run is finite at an evaluation while its validation loss is (every evaluation has it)."""
+    return np.isfinite(self.metrics[: self.count, :, VAL_LOSS])
 
   def all_diverged(self) -> bool:
     return bool(np.all(~self._finite()[-1]))

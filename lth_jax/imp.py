@@ -149,7 +149,7 @@ def start_states(study: Study, store: Store, runs: Sequence[RunKey]) -> list[Tra
       if study.rewind_step == 0:
         store.trees.save(artifacts.rewind(run.seed), state)
     else:
-      state_k = store.trees.load(artifacts.rewind(run.seed), like=study.state_like())
+      state_k = study.rewound(store.trees.load(artifacts.rewind(run.seed), like=study.state_like()))
       masks = level_masks(study, store, run.seed, run.level)
       control = study.controls()[run.arm]
       state = control(state_k, masks, control_key(run.seed, run.level, run.arm))
@@ -237,11 +237,12 @@ def _describe(runs: Sequence[RunKey]) -> str:
 def early_stop(steps: np.ndarray, metrics: np.ndarray) -> dict[str, float]:
   """Summary numbers at the evaluation of minimum validation loss.
 
-  ``metrics`` is [evaluations, len(EVAL_METRICS)]; evaluations whose metrics are
-  not finite (after a divergence) are ignored.
+  ``metrics`` is [evaluations, len(EVAL_METRICS)] (NaN where a metric was not
+  evaluated); evaluations whose validation loss is not finite (after a
+  divergence) are ignored.
   """
   col = {name: i for i, name in enumerate(EVAL_METRICS)}
-  finite = np.all(np.isfinite(metrics), axis=1)
+  finite = np.isfinite(metrics[:, col['val_loss']])
   val_loss = np.where(finite, metrics[:, col['val_loss']], np.inf)
   best = int(np.argmin(val_loss))  # First minimum: the earliest such iteration.
   last = int(np.max(np.nonzero(finite)[0])) if finite.any() else best
@@ -261,13 +262,12 @@ def finish(
   study, store: Store, run: RunKey, state, steps, metrics, diverged_step: int, seconds
 ) -> dict:
   """Saves a trained run's params and records its rows; returns the summary row."""
-  del study
   store.trees.save(run.name, {'params': state.params, 'model_state': state.model_state})
   summary = {
     'seed': run.seed,
     'level': run.level,
     'arm': run.arm,
-    'weights_remaining': masks_lib.fraction_remaining(state.masks),
+    'weights_remaining': study.plan.fraction_remaining(state.masks),
     **early_stop(steps, metrics),
     'diverged': int(diverged_step >= 0),
     'diverged_step': diverged_step if diverged_step >= 0 else '',
@@ -279,7 +279,7 @@ def finish(
   ]
   layers = [
     {**base, 'layer': layer, 'kept': kept, 'total': total, 'fraction': kept / total}
-    for layer, (kept, total) in masks_lib.layer_counts(state.masks).items()
+    for layer, (kept, total) in study.plan.counts(state.masks).items()
   ]
   store.results.record(summary, curves, layers, seconds)
   return summary

@@ -21,6 +21,7 @@ import functools
 from collections.abc import Callable
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from lth_jax import im2col
@@ -219,6 +220,41 @@ def get_model(name: str, *, num_classes: int, **kwargs) -> nn.Module:
 
 
 def count_params(params) -> int:
-  import jax
-
   return int(sum(jnp.size(x) for x in jax.tree.leaves(params)))
+
+
+# Initialization schemes for the weights a study prunes ('default': each model's own).
+# Flax's normal variants are truncated normals scaled to the stated variance.
+INITS: dict[str, Callable] = {
+  'glorot_normal': nn.initializers.glorot_normal(),
+  'glorot_uniform': nn.initializers.glorot_uniform(),
+  'he_normal': nn.initializers.he_normal(),
+  'he_uniform': nn.initializers.he_uniform(),
+  'lecun_normal': nn.initializers.lecun_normal(),
+  'kaiming_normal': kaiming_normal,  # Untruncated, fan-in: torch's kaiming_normal_.
+}
+DEFAULT_INIT = 'default'
+
+
+def reinitialize(params, key, scheme: str, weights):
+  """``params`` with every leaf marked in ``weights`` (bools like params) drawn from ``scheme``.
+
+  Fans are computed from each kernel's shape (Flax's convention: the last axis
+  is the output, the one before the input, the rest the receptive field), so
+  dense and conv kernels of any model get the scheme's variance. 'default'
+  returns ``params`` unchanged.
+  """
+  if scheme == DEFAULT_INIT:
+    return params
+  if scheme not in INITS:
+    raise ValueError(
+      f'init={scheme!r} is not a known scheme; choose one of {[DEFAULT_INIT, *INITS]}.'
+    )
+  init = INITS[scheme]
+  leaves, treedef = jax.tree.flatten(params)
+  chosen = treedef.flatten_up_to(weights)
+  out = [
+    init(jax.random.fold_in(key, i), x.shape, x.dtype) if pick else x
+    for i, (x, pick) in enumerate(zip(leaves, chosen, strict=True))
+  ]
+  return treedef.unflatten(out)

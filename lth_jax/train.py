@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -61,27 +62,47 @@ class EvalSplit(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-  """The static parts of training: model, optimizer, batch, normalization."""
+  """The static parts of training: model, optimizer, batch, input normalization.
+
+  Inputs are normalized on the device as ``(x / divide_by - mean) / std``, per
+  channel (the last axis): uint8 images are divided by 255 (``divide_by``) and,
+  standardized or not, ``mean``/``std`` are (0,)/(1,) when they are used as given.
+  """
 
   model: nn.Module
   optimizer: optax.GradientTransformation
   batch_size: int
-  mean: tuple[float, ...]
-  std: tuple[float, ...]
+  mean: tuple[float, ...] = (0.0,)
+  std: tuple[float, ...] = (1.0,)
   augment: bool = False
+  divide_by: float = 255.0
 
-  def normalize(self, x_uint8):
-    x = x_uint8.astype(jnp.float32) / 255.0
+  def normalize(self, x):
+    x = x.astype(jnp.float32) / self.divide_by
     channel = (1,) * (x.ndim - 1) + (-1,)
     mean = jnp.asarray(self.mean, jnp.float32).reshape(channel)
     return (x - mean) / jnp.asarray(self.std, jnp.float32).reshape(channel)
 
 
+@functools.cache
+def takes_train(module_type: type) -> bool:
+  """Whether a module's ``__call__`` takes a ``train`` keyword (the zoo's do; a user's may not)."""
+  parameters = inspect.signature(module_type.__call__).parameters.values()
+  return any(p.name == 'train' or p.kind is p.VAR_KEYWORD for p in parameters)
+
+
+def call_kwargs(model: nn.Module, train: bool) -> dict:
+  """``{'train': train}`` for modules that take it, else {}."""
+  return {'train': train} if takes_train(type(model)) else {}
+
+
 def init_variables(model: nn.Module, key, input_shape) -> tuple[PyTree, PyTree]:
-  """θ0 of ``model`` for inputs of ``input_shape`` (H, W, C): (params, model_state)."""
+  """θ0 of ``model`` for inputs of ``input_shape`` (e.g. H, W, C): (params, model_state)."""
   params_key, dropout_key = jax.random.split(key)
   variables = model.init(
-    {'params': params_key, 'dropout': dropout_key}, jnp.zeros((1, *input_shape)), train=False
+    {'params': params_key, 'dropout': dropout_key},
+    jnp.zeros((1, *input_shape)),
+    **call_kwargs(model, False),
   )
   variables = dict(variables)
   params = variables.pop('params')
@@ -133,22 +154,23 @@ def batch_indices(data_key, first_step, num_steps: int, *, num_examples: int, ba
 def _forward(task: Task, params, masks, model_state, x, *, train: bool, dropout_key=None):
   variables = {'params': masks_lib.apply(params, masks), **model_state}
   rngs = {'dropout': dropout_key} if dropout_key is not None else None
+  kwargs = call_kwargs(task.model, train)
   if train and model_state:
     logits, new_state = task.model.apply(
-      variables, x, train=True, rngs=rngs, mutable=list(model_state)
+      variables, x, rngs=rngs, mutable=list(model_state), **kwargs
     )
     return logits, dict(new_state)
-  return task.model.apply(variables, x, train=train, rngs=rngs), model_state
+  return task.model.apply(variables, x, rngs=rngs, **kwargs), model_state
 
 
 def cross_entropy(logits, labels):
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-def train_step(task: Task, state: TrainState, x_uint8, y, step_key) -> tuple[TrainState, jax.Array]:
+def train_step(task: Task, state: TrainState, x_raw, y, step_key) -> tuple[TrainState, jax.Array]:
   """One masked optimizer step on a batch; returns (state, loss)."""
   augment_key, dropout_key = jax.random.split(step_key)
-  x = task.normalize(x_uint8)
+  x = task.normalize(x_raw)
   if task.augment:
     x = augment.random_crop_flip(augment_key, x)
 

@@ -164,7 +164,7 @@ def test_run_dir_names_follow_the_resolved_config(tmp_path):
   flat = config_lib.flatten(config.to_dict())
   for key in flat:
     other = workdir.run_dir_for(tmp_path, with_value(config, key, changed(flat[key])))
-    if key in config_lib.EXECUTION_KEYS:
+    if key in (*config_lib.EXECUTION_KEYS, *config_lib.GROWTH_KEYS, *config_lib.LOCATION_KEYS):
       assert other == run_dir, key
     else:
       assert other != run_dir, key

@@ -63,7 +63,7 @@ def _init(name, shape=(32, 32, 3)):
 def test_conv2_layerwise_rates():
   config = conv.get_config('conv2-paper')
   params, _ = _init('conv2')
-  prune = build.make_prune(config, params)
+  prune = build.make_plan(config, params).prune
   dense = masks_lib.ones_like(params)
   counts = masks_lib.layer_counts(prune(params, dense, rounds=1))
   rates = {'conv_0': 0.1, 'conv_1': 0.1, 'dense_0': 0.2, 'dense_1': 0.2, 'output': 0.1}
@@ -75,7 +75,7 @@ def test_conv2_layerwise_rates():
 
 def test_resnet20_global_pruning_keeps_output_and_batch_norm_whole():
   params, _ = _init('resnet20')
-  prune = build.make_prune(resnet20.get_config('paper'), params)
+  prune = build.make_plan(resnet20.get_config('paper'), params).prune
   masks = prune(params, masks_lib.ones_like(params), rounds=1)
   counts = masks_lib.layer_counts(masks)
   assert counts['output'][0] == counts['output'][1]
@@ -107,7 +107,7 @@ def test_resnet20_rewind_restores_batch_stats_of_step_k():
     jax.tree.map(lambda a, b: np.any(a != b), state.model_state, state_k.model_state)
   )
   assert any(moved)  # Training did change the statistics after step k.
-  masks = build.make_prune(config, params)(state.params, state.masks, rounds=1)
+  masks = build.make_plan(config, params).prune(state.params, state.masks, rounds=1)
   ticket = rewind(state_k, masks)
   for a, b in zip(
     jax.tree.leaves(ticket.model_state), jax.tree.leaves(state_k.model_state), strict=True
