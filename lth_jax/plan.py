@@ -185,7 +185,8 @@ def make_plan(
     output_layer: the output layer's name (its module path, e.g. 'head' or
       'Dense_2'); 'auto': the layer named 'output' if any; None: no output layer.
     prunable: which leaves are weights, as a predicate ``(leaf_path, leaf) -> bool``
-      or a collection of layer names; default: leaves named ``kernel`` with ndim >= 2.
+      or a collection of layer names (their leaves with ndim >= 2); default:
+      leaves named ``kernel`` with ndim >= 2.
     kinds: {layer name: kind} overriding the default kind of listed layers.
 
   Raises:
@@ -223,7 +224,8 @@ def make_plan(
 def _base_kind(path, leaf, name, layer, prunable) -> str:
   if prunable is None:
     return default_kind(path, leaf)
-  chosen = prunable(name, leaf) if callable(prunable) else layer in prunable
+  # A list of layers names modules: their weights (ndim >= 2), not their biases.
+  chosen = prunable(name, leaf) if callable(prunable) else layer in prunable and np.ndim(leaf) >= 2
   if not chosen:
     return ''
   return 'conv' if np.ndim(leaf) > 2 else 'dense'

@@ -14,10 +14,12 @@ import pickle
 import struct
 import tarfile
 
+import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+import lth_jax
 from lth_jax import models
 from lth_jax import train as train_lib
 
@@ -115,3 +117,29 @@ def fake_data(n=600, seed=0):
   x = rng.integers(0, 256, size=(n, 28, 28, 1), dtype=np.uint8)
   y = rng.integers(0, 10, size=(n,)).astype(np.int32)
   return train_lib.DataArrays(jnp.asarray(x), jnp.asarray(y))
+
+
+class Tiny(nn.Module):
+  """No ``train`` keyword, and a head that is not named 'output'."""
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.relu(nn.Dense(16, name='hidden')(x))
+    return nn.Dense(3, name='head')(x)
+
+
+def float_task(n=360, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.normal(2.0, 3.0, size=(n, 8)).astype(np.float32)
+  y = np.argmax(x @ rng.normal(size=(8, 3)), axis=1).astype(np.int32)
+  return (x[:300], y[:300]), (x[300:], y[300:])
+
+
+def tiny_study(**overrides):
+  train, test = float_task()
+  settings = dict(
+    train=train, test=test, validation=60, optimizer=optax.adam(1e-2), num_steps=40,
+    eval_every=20, batch_size=20, num_levels=2, train_eval_size=0, arms='ticket,reinit',
+    pruning={'output_layer': 'head', 'rate_dense': 0.5, 'rate_output': 0.25},
+  )  # fmt: skip
+  return lth_jax.make_study(Tiny(), **{**settings, **overrides})

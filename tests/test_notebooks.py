@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / 'notebooks'
-NAMES = ('01_walkthrough.ipynb', '02_explore_run.ipynb')
+NAMES = ('01_walkthrough.ipynb', '02_explore_run.ipynb', '03_your_own_model.ipynb')
 CELL_TIMEOUT = 300  # Seconds per cell.
 
 
@@ -73,3 +73,13 @@ def test_explore_run_runs(smoke_env, tmp_path):
   assert 'masks are nested' in text
   assert 'report: ' in text
   assert images >= 4 + 1  # Its own four figures and at least one of the report's.
+
+
+def test_your_own_model_runs(smoke_env, tmp_path):
+  text, images = _execute('03_your_own_model.ipynb', tmp_path)
+  assert (
+    'classifier  classifier/kernel' in text and 'output' in text
+  )  # The plan, with the named head.
+  assert 'without output_layer: cannot tell which layer is the output layer' in text
+  assert '7 runs now' in text  # Dense + 2 levels x 2 arms, grown by one level (2 more runs).
+  assert images >= 1
