@@ -78,7 +78,6 @@ def _fashion():
   config.eval_every = 50
   config.num_levels = 3
   config.num_seeds = 1
-  config.checkpoint_every = 100
   return config
 
 

@@ -34,7 +34,6 @@ def get_config(variant: str = 'quick'):
     config.num_steps = 5000
     config.eval_every = 250
     config.num_levels = 8
-    config.checkpoint_every = 1000
   elif variant == 'smoke':
     config.data.name = 'fashion_mnist'
     config.data.train_size = 1200

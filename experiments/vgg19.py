@@ -50,7 +50,7 @@ def open_lth_recipe(model: str):
   config.batch_size = 128
   config.num_steps = 160 * EPOCH
   config.eval_every = EPOCH * 2  # Every 2 epochs: 80 evaluations per run.
-  config.checkpoint_every = EPOCH * 10
+  config.curve_every = EPOCH * 10  # Test accuracy for the curves every 10 epochs.
   config.num_seeds = 5
   config.pruning.strategy = 'global'
   config.pruning.rate = 0.2
@@ -69,6 +69,7 @@ def smoke(config):
   config.batch_size = 16
   config.num_steps = 12
   config.eval_every = 6
+  config.curve_every = 6
   config.checkpoint_every = 6
   config.rewind_step = 6  # At an evaluation: every chunk has one length, one compilation.
   config.optimizer.warmup_steps = 2 if config.optimizer.warmup_steps else 0

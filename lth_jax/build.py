@@ -108,6 +108,8 @@ def from_config(
     train_eval_size=c.train_eval_size,
     eval_batch_size=c.eval_batch_size,
     checkpoint_every=c.checkpoint_every,
+    checkpoint_seconds=c.checkpoint_seconds,
+    curve_every=c.curve_every,
     parallel=config_lib.parallel_mode(config),
     max_parallel_runs=c.max_parallel_runs,
   )

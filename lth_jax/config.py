@@ -18,7 +18,7 @@ from lth_jax.errors import ConfigError
 
 # Keys that change how a study runs but not its results: left out of the hash
 # that names the run directory, so a study can be resumed with other settings.
-EXECUTION_KEYS = ('parallel', 'max_parallel_runs', 'checkpoint_every')
+EXECUTION_KEYS = ('parallel', 'max_parallel_runs', 'checkpoint_every', 'checkpoint_seconds')
 # Keys that only add work (more levels, seeds or arms) or say where files are:
 # also left out, so a finished study grows in place and trains only the new runs.
 GROWTH_KEYS = ('num_levels', 'num_seeds', 'arms')
@@ -53,6 +53,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.eval_every = 100
   c.eval_batch_size = 1000
   c.train_eval_size = 5000
+  c.curve_every = 1000
   c.rewind_step = 0
   c.rewind_optimizer = 'restore'
   c.num_levels = 16
@@ -60,7 +61,8 @@ def default_config() -> ml_collections.ConfigDict:
       'strategy': 'layerwise', 'iterative': True, 'rate_conv': 0.1, 'rate_dense': 0.2,
       'rate_output': 0.1, 'rate': 0.2, 'prune_output': False, 'output_layer': 'auto',
   })  # fmt: skip
-  c.checkpoint_every = 1000
+  c.checkpoint_every = 0
+  c.checkpoint_seconds = 60.0
   return c
 
 
@@ -140,6 +142,7 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     'eval_every': _int(1),
     'eval_batch_size': _int(1),
     'train_eval_size': _int(0),
+  'curve_every': _int(0),
     'rewind_step': _int(0),
   'rewind_optimizer': _choice({'restore', 'fresh'}),
     'num_levels': _int(0, 200),
@@ -155,6 +158,7 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "'auto' (the layer named output), a layer name, or '' (no output layer)",
   ),
     'checkpoint_every': _int(0),
+  'checkpoint_seconds': ((lambda v: _is_num(v) and 0 <= v <= 1e6), 'a number of seconds in [0, 1e6] (0: never)'),
 }  # fmt: skip
 
 
@@ -228,6 +232,10 @@ def _check_relations(c: dict[str, Any]) -> None:
       'batch_size',
       c['batch_size'],
       f'at most the {train_size} training examples left after validation',
+    )
+  if c['curve_every'] % c['eval_every']:
+    raise _error(
+      'curve_every', c['curve_every'], f'0 or a multiple of eval_every={c["eval_every"]}'
     )
   if c['checkpoint_every'] % c['eval_every']:
     raise _error(

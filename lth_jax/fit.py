@@ -1,10 +1,18 @@
 """The training loop: a state (one network, or a stacked group) trained to a final step.
 
 ``fit`` is the one loop that ``lth run``, notebooks and benchmarks share. It
-trains with the compiled functions of a ``Trainer``, evaluates every
+trains with the compiled programs of a ``Trainer``, evaluates every
 ``eval_every`` iterations into a ``Curve``, and hands control to ``Hook``s at
 the steps they ask for: recording, checkpointing, keeping θk, showing progress.
 It knows nothing of studies, levels or stores.
+
+Whole evaluation periods run in segments, many periods per compiled call
+(``lth_jax.segment``); segments are sized to last about ``segment_seconds`` so
+that the host returns often enough for progress bars and wall-clock
+checkpoints, and no more. Steps that do not fall on the period grid (a start
+or end between evaluations, a hook's step) are trained in separate pieces.
+Every step is computed the same way however a run is cut into segments, so a
+resumed run ends exactly where an uninterrupted one does.
 
 >>> # state, curve = fit(trainer, state, data_key, until=5000, eval_every=100,
 >>> #                    hooks=[Hook(lambda step, state, curve: print(step), every=1000)])
@@ -13,116 +21,89 @@ It knows nothing of studies, levels or stores.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from lth_jax import segment as segment_lib
 from lth_jax import train as train_lib
-from lth_jax.train import EVAL_METRICS
+from lth_jax.curve import Curve, evaluation_steps, new_curve
 
 PyTree = Any
-VAL_LOSS = EVAL_METRICS.index('val_loss')
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Trainer:
-  """The compiled training and evaluation functions of a task, over data on the device.
+  """The compiled training and evaluation programs of a task, over data on the device.
 
   With ``vmapped=True`` states and data keys carry a leading run axis (see
-  ``lth_jax.parallel``); the data is shared by every run.
+  ``lth_jax.parallel``); the data is shared by every run. ``curve_every``: the
+  test split and training subset are evaluated every ``curve_every`` steps
+  (besides each new validation minimum and the final step; 0: only there).
   """
 
   task: train_lib.Task
   train: train_lib.DataArrays
   splits: dict[str, train_lib.EvalSplit]
   vmapped: bool = False
+  curve_every: int = 0
 
   def train_steps(self, state, data_key, num_steps: int):
-    """``num_steps`` iterations; donates ``state``."""
+    """``num_steps`` iterations (no evaluation); donates ``state``."""
     steps, _ = train_lib.compiled(self.task, vmapped=self.vmapped)
     return steps(state, self.train, data_key, num_steps)[0]
 
   def evaluate(self, state) -> dict[str, jax.Array]:
+    """Every split's loss and accuracy."""
     _, evals = train_lib.compiled(self.task, vmapped=self.vmapped)
     return evals(state, self.splits)
 
+  def num_examples(self) -> int:
+    return int(self.train.x.shape[0])
 
-class Curve:
-  """Evaluations so far, on the host, in fixed-size arrays (so a checkpoint restores into them).
 
-  Attributes:
-    steps: int64 [capacity]; the first ``count`` are the evaluated steps.
-    metrics: float32 [capacity, runs, len(EVAL_METRICS)].
+@functools.cache
+def _programs(trainer: Trainer, *, eval_every: int, until: int, capacity: int):
+  """(piece, evaluate, segment) jitted for a trainer and a run's schedule.
+
+  The data goes in as arguments, never as constants folded into the programs.
   """
+  task, vmapped, curve_every = trainer.task, trainer.vmapped, trainer.curve_every
 
-  def __init__(self, num_runs: int, capacity: int):
-    self.count = 0
-    self.steps = np.full((capacity,), -1, np.int64)
-    self.metrics = np.full((capacity, num_runs, len(EVAL_METRICS)), np.nan, np.float32)
+  @functools.partial(jax.jit, static_argnums=5, donate_argnums=0)
+  def piece(states, orders, train, data_keys, first_step, num_steps):
+    states, orders, _ = segment_lib.train_chunk(
+      task, states, orders, train, data_keys, first_step, num_steps, vmapped=vmapped
+    )
+    return states, orders
 
-  @property
-  def num_runs(self) -> int:
-    return self.metrics.shape[1]
+  @jax.jit
+  def evaluate(states, splits, best, step):
+    return segment_lib.evaluate(
+      task, states, splits, best, step, until=until, curve_every=curve_every, vmapped=vmapped
+    )
 
-  def add(self, step: int, metrics: dict) -> None:
-    host = jax.device_get(metrics)
-    nan = np.full((self.num_runs,), np.nan, np.float32)
-    table = [
-      np.asarray(host[m], np.float32).reshape(-1) if m in host else nan for m in EVAL_METRICS
-    ]
-    self.steps[self.count], self.metrics[self.count] = step, np.stack(table, axis=-1)
-    self.count += 1
+  @functools.partial(jax.jit, donate_argnums=0)
+  def segment(states, orders, best, train, splits, data_keys, first_step, num_periods):
+    return segment_lib.segment(
+      task, states, orders, best, train, splits, data_keys, first_step, num_periods,
+      eval_every=eval_every, until=until, curve_every=curve_every, capacity=capacity,
+      vmapped=vmapped,
+    )  # fmt: skip
 
-  @property
-  def last_step(self) -> int:
-    return int(self.steps[self.count - 1])
-
-  def latest(self) -> dict[str, float]:
-    """Means over the finite runs of the latest evaluation's metrics ({} when none is finite)."""
-    table = self.metrics[self.count - 1]
-    finite = self._finite()[-1]
-    if not finite.any():
-      return {}
-    return {
-      m: float(np.mean(table[finite, i]))
-      for i, m in enumerate(EVAL_METRICS)
-      if np.all(np.isfinite(table[finite, i]))
-    }
-
-  def _finite(self) -> np.ndarray:  # [evaluations, runs]
-    """A run is finite at an evaluation while its validation loss is (every evaluation has it)."""
-    return np.isfinite(self.metrics[: self.count, :, VAL_LOSS])
-
-  def all_diverged(self) -> bool:
-    return bool(np.all(~self._finite()[-1]))
-
-  def of_run(self, i: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """(steps, metrics [evaluations, M], step of divergence or -1) of run ``i``."""
-    bad = np.nonzero(~self._finite()[:, i])[0]
-    diverged_step = int(self.steps[bad[0]]) if len(bad) else -1
-    return self.steps[: self.count].copy(), self.metrics[: self.count, i].copy(), diverged_step
-
-  def to_tree(self) -> dict:
-    return {'count': np.int64(self.count), 'steps': self.steps, 'metrics': self.metrics}
-
-  def load_tree(self, tree: dict) -> Curve:
-    self.count = int(tree['count'])
-    self.steps = np.asarray(tree['steps'], np.int64)
-    self.metrics = np.asarray(tree['metrics'], np.float32)
-    return self
-
-
-def evaluation_steps(first: int, last: int, *, eval_every: int) -> list[int]:
-  """Steps after ``first`` where ``fit`` evaluates: multiples of ``eval_every``, and ``last``."""
-  return sorted(set(range((first // eval_every + 1) * eval_every, last, eval_every)) | {last})
-
-
-def new_curve(first: int, until: int, *, eval_every: int, num_runs: int = 1) -> Curve:
-  """An empty curve with room for every evaluation from ``first`` to ``until``."""
-  return Curve(num_runs, 1 + len(evaluation_steps(first, until, eval_every=eval_every)))
+  data, splits = trainer.train, trainer.splits
+  return (
+    lambda states, orders, keys, first, n: piece(states, orders, data, keys, first, n),
+    lambda states, best, step: evaluate(states, splits, best, step),
+    lambda states, orders, best, keys, first, n: segment(
+      states, orders, best, data, splits, keys, first, n
+    ),
+  )
 
 
 Action = Callable[[int, PyTree, Curve], None]
@@ -130,20 +111,24 @@ Action = Callable[[int, PyTree, Curve], None]
 
 @dataclasses.dataclass(frozen=True)
 class Hook:
-  """Work done outside the compiled code, between chunks of training.
+  """Work done outside the compiled code, between segments of training.
 
   ``fn(step, state, curve)`` runs:
     * at each step of ``at`` (training stops there, evaluation step or not);
-    * after an evaluation whose step is a multiple of ``every``;
-    * after an evaluation once ``seconds`` of wall time have passed since it last ran;
-  periodic calls (``every``, ``seconds``) skip the final step unless ``at_end``.
-  The state may be donated to the next chunk: copy what you keep (``jax.device_get``).
+    * once training has passed a multiple of ``every`` steps (at the end of the
+      segment that passes it; segments end on multiples of ``every``);
+    * once ``seconds`` of wall time have passed since it last ran;
+    * whenever training returns to the host, with ``always`` (progress displays);
+  periodic calls (``every``, ``seconds``, ``always``) skip the final step unless ``at_end``.
+  The state may be donated to the next segment: copy what you keep
+  (``jax.device_get``).
   """
 
   fn: Action
   at: Collection[int] = ()
   every: int = 0
   seconds: float = 0.0
+  always: bool = False
   at_end: bool = False
 
 
@@ -157,11 +142,12 @@ def fit(
   curve: Curve | None = None,
   hooks: Sequence[Hook] = (),
   stop_when_diverged: bool = True,
+  segment_seconds: float = 2.0,
 ) -> tuple[PyTree, Curve]:
   """Trains ``state`` to step ``until``, evaluating every ``eval_every`` steps.
 
   Args:
-    trainer: the compiled functions and the data.
+    trainer: the compiled programs and the data.
     state: a ``TrainState`` (stacked on a leading run axis if ``trainer.vmapped``).
     data_key: the data-order key (stacked likewise).
     until: the final step.
@@ -169,45 +155,97 @@ def fit(
     curve: the evaluations of an interrupted fit whose ``state`` is being resumed;
       None starts a new curve with an evaluation of ``state``.
     hooks: see ``Hook``.
-    stop_when_diverged: stop early once every run's metrics are non-finite.
+    stop_when_diverged: stop early once every run's validation loss is non-finite.
+    segment_seconds: about how long one compiled call may train before the host
+      looks at the run (progress, wall-clock hooks).
 
   Returns:
     (final state, curve).
   """
   first = _step_of(state)
+  num_runs = int(np.shape(state.step)[0]) if trainer.vmapped else None
+  capacity = len(evaluation_steps(0, until, eval_every=eval_every)) + 1
+  piece, evaluate, segment = _programs(
+    trainer, eval_every=eval_every, until=until, capacity=capacity
+  )
+  orders = segment_lib.no_order(trainer.num_examples(), num_runs)
   if curve is None:
-    curve = new_curve(first, until, eval_every=eval_every, num_runs=_num_runs(state, trainer))
-    curve.add(first, trainer.evaluate(state))
+    curve = new_curve(first, until, eval_every=eval_every, num_runs=num_runs or 1)
+    row, _ = evaluate(state, _best(curve, num_runs), jnp.int32(first))
+    curve.add_rows([first], row)
+  loop = _Loop(hooks, until, eval_every)
   step = curve.last_step
-  last_run = {id(h): time.monotonic() for h in hooks}
-  stops = {s for h in hooks for s in h.at if step < s < until}
-  for end in sorted(set(evaluation_steps(step, until, eval_every=eval_every)) | stops):
-    state = trainer.train_steps(state, data_key, end - step)
-    step = end
-    for hook in hooks:
-      if step in hook.at:
-        hook.fn(step, state, curve)
-    if step % eval_every and step != until:
-      continue
-    curve.add(step, trainer.evaluate(state))
-    diverged = stop_when_diverged and curve.all_diverged()
-    final = step == until or diverged
-    now = time.monotonic()
-    for hook in hooks:
-      due = (hook.every and step % hook.every == 0) or (
-        hook.seconds and now - last_run[id(hook)] >= hook.seconds
+  seconds_per_period = None
+  while step < until and not (stop_when_diverged and curve.all_diverged()):
+    end = loop.next_stop(step)
+    if step % eval_every == 0 and end - step >= eval_every:  # Whole periods: one compiled call.
+      periods = (end - step) // eval_every
+      if seconds_per_period:
+        periods = max(1, min(periods, int(segment_seconds / seconds_per_period)))
+      began = time.monotonic()
+      state, orders, best, rows, done = segment(
+        state, orders, _best(curve, num_runs), data_key, jnp.int32(step), jnp.int32(periods)
       )
-      if due and (hook.at_end or not final):
-        hook.fn(step, state, curve)
-        last_run[id(hook)] = time.monotonic()
-    if diverged:
-      break
+      done = int(done)
+      curve.add_rows([step + eval_every * (i + 1) for i in range(done)], np.asarray(rows)[:done])
+      seconds_per_period = (time.monotonic() - began) / max(done, 1)
+      step += done * eval_every
+    else:  # A piece off the period grid: up to the next evaluation or hook step.
+      state, orders = piece(state, orders, data_key, jnp.int32(step), end - step)
+      step = end
+      if step == until or step % eval_every == 0:
+        row, _ = evaluate(state, _best(curve, num_runs), jnp.int32(step))
+        curve.add_rows([step], row)
+    loop.after(
+      step, state, curve, final=step == until or (stop_when_diverged and curve.all_diverged())
+    )
   return state, curve
+
+
+def _best(curve: Curve, num_runs: int | None):
+  """Each run's lowest finite validation loss so far (+inf for none)."""
+  best = curve.best_val_loss()
+  return jnp.asarray(best if num_runs is not None else best[0], jnp.float32)
 
 
 def _step_of(state) -> int:
   return int(np.asarray(state.step).reshape(-1)[0])
 
 
-def _num_runs(state, trainer: Trainer) -> int:
-  return int(np.shape(state.step)[0]) if trainer.vmapped else 1
+class _Loop:
+  """Where ``fit`` must stop for hooks, and calling them."""
+
+  def __init__(self, hooks: Sequence[Hook], until: int, eval_every: int):
+    self.hooks, self.until, self.eval_every = hooks, until, eval_every
+    self.last_run = {id(h): time.monotonic() for h in hooks}
+
+  def next_stop(self, step: int) -> int:
+    """The next step where training must stop: a hook's step, the next evaluation grid point
+    when off the grid, or the last whole period before ``until``."""
+    stops = [self.until]
+    for hook in self.hooks:
+      stops += [s for s in hook.at if s > step]
+      if hook.every:
+        stops.append((step // hook.every + 1) * hook.every)
+    end = min(stops)
+    grid = (step // self.eval_every + 1) * self.eval_every
+    if step % self.eval_every or end < grid:
+      return min(end, grid)
+    return (
+      end
+      if end == self.until or end % self.eval_every == 0
+      else end // self.eval_every * self.eval_every
+    )
+
+  def after(self, step: int, state, curve: Curve, *, final: bool) -> None:
+    now = time.monotonic()
+    for hook in self.hooks:
+      due = step in hook.at
+      periodic = (
+        hook.always
+        or (hook.every and step % hook.every == 0)
+        or (hook.seconds and now - self.last_run[id(hook)] >= hook.seconds)
+      )
+      if due or (periodic and (hook.at_end or not final)):
+        hook.fn(step, state, curve)
+        self.last_run[id(hook)] = time.monotonic()

@@ -21,7 +21,8 @@ import numpy as np
 
 from lth_jax import artifacts, parallel
 from lth_jax import masks as masks_lib
-from lth_jax.fit import Curve, Hook, fit, new_curve
+from lth_jax.curve import Curve, new_curve
+from lth_jax.fit import Hook, fit
 from lth_jax.store import MemoryStore, Store
 from lth_jax.study import RunKey, Study, control_key, seed_keys
 from lth_jax.train import EVAL_METRICS, TrainState
@@ -200,8 +201,10 @@ def train_group(study: Study, store: Store, runs: Sequence[RunKey], starts, prog
   hooks = [_progress_hook(progress, resumed_at)]
   if runs[0].level == 0 and study.rewind_step > 0:
     hooks.append(Hook(keep_rewind_state, at=(study.rewind_step,)))
-  if study.checkpoint_every:
-    hooks.append(Hook(save_progress, every=study.checkpoint_every))
+  if study.checkpoint_every or study.checkpoint_seconds:
+    hooks.append(
+      Hook(save_progress, every=study.checkpoint_every, seconds=study.checkpoint_seconds)
+    )
   try:
     state, curve = fit(
       study.trainer, state, data_key, until=study.num_steps, eval_every=study.eval_every,
@@ -214,14 +217,14 @@ def train_group(study: Study, store: Store, runs: Sequence[RunKey], starts, prog
 
 
 def _progress_hook(progress, step: int) -> Hook:
-  """Advances ``progress`` after every evaluation, from ``step`` on."""
+  """Advances ``progress`` whenever training returns to the host, from ``step`` on."""
   shown = [step]
 
   def advance(step, state, curve: Curve):
     progress.advance(step - shown[0], curve.latest())
     shown[0] = step
 
-  return Hook(advance, every=1, at_end=True)
+  return Hook(advance, always=True, at_end=True)
 
 
 def _describe(runs: Sequence[RunKey]) -> str:
@@ -239,13 +242,17 @@ def early_stop(steps: np.ndarray, metrics: np.ndarray) -> dict[str, float]:
 
   ``metrics`` is [evaluations, len(EVAL_METRICS)] (NaN where a metric was not
   evaluated); evaluations whose validation loss is not finite (after a
-  divergence) are ignored.
+  divergence) are ignored. The test split is evaluated at every new minimum of
+  the validation loss and at the final step, so both are read where they were
+  evaluated; ``final_*`` is the last evaluation with test metrics (the final
+  step unless the run diverged).
   """
   col = {name: i for i, name in enumerate(EVAL_METRICS)}
   finite = np.isfinite(metrics[:, col['val_loss']])
   val_loss = np.where(finite, metrics[:, col['val_loss']], np.inf)
   best = int(np.argmin(val_loss))  # First minimum: the earliest such iteration.
-  last = int(np.max(np.nonzero(finite)[0])) if finite.any() else best
+  tested = finite & np.isfinite(metrics[:, col['test_accuracy']])
+  last = int(np.max(np.nonzero(tested)[0])) if tested.any() else best
   row = metrics[best]
   return {
     'early_stop_step': int(steps[best]),

@@ -29,10 +29,10 @@ class TqdmProgress:
     self.overall.update(steps)
     if self.bar is not None:
       self.bar.update(steps)
-      if 'val_loss' in metrics:
-        self.bar.set_postfix(
-          val_loss=f'{metrics["val_loss"]:.4f}', test_acc=f'{metrics["test_accuracy"]:.4f}'
-        )
+      shown = {'val_loss': 'val_loss', 'test_accuracy': 'test_acc'}
+      postfix = {label: f'{metrics[m]:.4f}' for m, label in shown.items() if m in metrics}
+      if postfix:
+        self.bar.set_postfix(postfix)
 
   def close(self) -> None:
     if self.bar is not None:

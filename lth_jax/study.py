@@ -84,7 +84,11 @@ class Study:
     init: the weights' initialization scheme (``models.INITS``, or 'default').
     rewind_optimizer: 'restore' the optimizer state at k, or start it 'fresh'
       (``rewind.with_fresh_optimizer``).
-    checkpoint_every: mid-level checkpoint period in iterations (0: never).
+    checkpoint_every: mid-level checkpoint period in iterations (0: none).
+    checkpoint_seconds: mid-level checkpoint period in wall-clock seconds (0: none).
+    curve_every: the test split and training subset are also evaluated every
+      ``curve_every`` iterations, for the curves (0: only where the summary reads
+      them: each new validation minimum and the final step).
     vmapped: train a level's runs together under vmap.
     group_size: at most this many runs per vmapped call (0: all).
     sharder: places a stacked group on the devices (vmapped studies).
@@ -103,6 +107,8 @@ class Study:
   init: str = models.DEFAULT_INIT
   rewind_optimizer: str = 'restore'
   checkpoint_every: int = 0
+  checkpoint_seconds: float = 0.0
+  curve_every: int = 0
   vmapped: bool = False
   group_size: int = 0
   sharder: Sharder | None = None
@@ -121,7 +127,13 @@ class Study:
 
   @functools.cached_property
   def trainer(self) -> Trainer:
-    return Trainer(self.task, self.inputs.train, self.inputs.splits, vmapped=self.vmapped)
+    return Trainer(
+      self.task,
+      self.inputs.train,
+      self.inputs.splits,
+      vmapped=self.vmapped,
+      curve_every=self.curve_every,
+    )
 
   @functools.cached_property
   def prune(self) -> Callable[..., Any]:
@@ -232,6 +244,8 @@ def make_study(
   train_eval_size: int = 5000,
   eval_batch_size: int = 1000,
   checkpoint_every: int = 0,
+  checkpoint_seconds: float = 0.0,
+  curve_every: int = 0,
   parallel: str = 'auto',
   max_parallel_runs: int = 0,
 ) -> Study:
@@ -251,8 +265,8 @@ def make_study(
     validation: the number of LAST training examples held out for early
       stopping, or (x, y) arrays.
     eval_every, batch_size, num_levels, rewind_step, arms, checkpoint_every,
-      parallel, max_parallel_runs, train_eval_size, eval_batch_size: as the
-      config keys of the same names (README).
+      checkpoint_seconds, curve_every, parallel, max_parallel_runs,
+      train_eval_size, eval_batch_size: as the config keys of the same names (README).
     seeds: a number of seeds (0, 1, ...) or the seeds themselves.
     pruning: the ``pruning.*`` config keys (strategy, iterative, rate_conv,
       rate_dense, rate_output, rate, prune_output, output_layer), plus
@@ -275,6 +289,10 @@ def make_study(
   arms = _arms(arms)
   seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
   _check_schedule(num_steps, eval_every, rewind_step, num_levels, checkpoint_every, seeds)
+  if curve_every < 0 or curve_every % eval_every:
+    raise ConfigError(
+      f'curve_every={curve_every} is not allowed: expected 0 or a multiple of eval_every={eval_every}.'
+    )
   _check_choice('init', init, (models.DEFAULT_INIT, *models.INITS))
   _check_choice('rewind_optimizer', rewind_optimizer, rewind_lib.REWIND_OPTIMIZER)
   _check_choice('parallel', str(parallel).lower(), ('true', 'false', 'auto'))
@@ -314,7 +332,8 @@ def make_study(
     task=task, inputs=data, plan=plan, num_steps=num_steps, eval_every=eval_every,
     rewind_step=rewind_step, num_levels=num_levels, arms=arms, seeds=seeds,
     iterative=bool(prune['iterative']), init=init, rewind_optimizer=rewind_optimizer,
-    checkpoint_every=checkpoint_every, vmapped=vmapped, group_size=max_parallel_runs,
+    checkpoint_every=checkpoint_every, checkpoint_seconds=float(checkpoint_seconds),
+    curve_every=curve_every, vmapped=vmapped, group_size=max_parallel_runs,
     sharder=parallel_lib.Sharder() if vmapped else None,
   )  # fmt: skip
   if vmapped:

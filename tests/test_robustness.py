@@ -26,7 +26,7 @@ import pytest
 
 from experiments import lenet300
 from lth_jax import checkpoint, cli, data, imp, results, workdir
-from lth_jax import train as train_lib
+from lth_jax import fit as fit_lib
 
 # ml_collections loads --config files with the deprecated importlib API.
 pytestmark = pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
@@ -346,26 +346,34 @@ def test_divergence_is_recorded_and_only_stops_its_seed(fashion_mnist_dir, tmp_p
   """Seed 0's ticket and seed 1's reinit diverge at level 1; everything else carries on."""
   doomed = {(0, 1, 'ticket'), (1, 1, 'reinit')}
   current = {}
-  real_start, real_compiled = imp.start_states, train_lib.compiled
+  real_start, real_fit = imp.start_states, imp.fit
 
   def start_states(study_, store, runs):
     current['run'] = runs[0]
     return real_start(study_, store, runs)
 
-  def compiled(task, *, vmapped):
-    steps, evals = real_compiled(task, vmapped=vmapped)
+  class Interrupt(Exception):
+    pass
 
-    def poisoned_steps(state, train, key, n):
-      state, loss = steps(state, train, key, n)
-      r = current['run']
-      if (r.seed, r.level, r.arm) in doomed and int(state.step) >= 40:
-        state = state._replace(params=jax.tree.map(lambda p: p * jnp.nan, state.params))
-      return state, loss
+  def poisoned_fit(trainer, state, data_key, *, hooks=(), **kwargs):
+    """The doomed runs' weights turn NaN during step 40."""
+    r = current['run']
+    if (r.seed, r.level, r.arm) not in doomed:
+      return real_fit(trainer, state, data_key, hooks=hooks, **kwargs)
+    seen = {}
 
-    return poisoned_steps, evals
+    def stop(step, state, curve):
+      seen.update(state=jax.device_get(state), curve=curve)
+      raise Interrupt
+
+    with pytest.raises(Interrupt):
+      real_fit(trainer, state, data_key, hooks=[*hooks, fit_lib.Hook(stop, at=(39,))], **kwargs)
+    nan = seen['state']._replace(params=jax.tree.map(lambda p: p * jnp.nan, seen['state'].params))
+    kwargs['curve'] = seen['curve']
+    return real_fit(trainer, jax.device_put(nan), data_key, hooks=hooks, **kwargs)
 
   monkeypatch.setattr(imp, 'start_states', start_states)
-  monkeypatch.setattr(train_lib, 'compiled', compiled)
+  monkeypatch.setattr(imp, 'fit', poisoned_fit)
   lines = study(smoke(fashion_mnist_dir, num_seeds=2), tmp_path)
   run_dir = the_run_dir(tmp_path)
   rows = {

@@ -1,0 +1,102 @@
+"""A run's evaluations on the host: ``Curve``.
+
+Rows are evaluations (their steps), columns ``train.EVAL_METRICS``; a metric
+that was not evaluated at a step is NaN (the test split and training subset
+are evaluated only where read, see ``lth_jax.segment``). Fixed-size arrays, so
+a checkpointed curve restores into a known structure.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lth_jax.train import EVAL_METRICS
+
+VAL_LOSS = EVAL_METRICS.index('val_loss')
+
+
+class Curve:
+  """Evaluations so far.
+
+  Attributes:
+    steps: int64 [capacity]; the first ``count`` are the evaluated steps.
+    metrics: float32 [capacity, runs, len(EVAL_METRICS)].
+  """
+
+  def __init__(self, num_runs: int, capacity: int):
+    self.count = 0
+    self.steps = np.full((capacity,), -1, np.int64)
+    self.metrics = np.full((capacity, num_runs, len(EVAL_METRICS)), np.nan, np.float32)
+
+  @property
+  def num_runs(self) -> int:
+    return self.metrics.shape[1]
+
+  def add_rows(self, steps, rows) -> None:
+    """Appends evaluations: ``rows`` is [len(steps), (runs,) M] in EVAL_METRICS order."""
+    rows = np.asarray(rows, np.float32).reshape(len(steps), self.num_runs, len(EVAL_METRICS))
+    end = self.count + len(steps)
+    self.steps[self.count : end], self.metrics[self.count : end] = steps, rows
+    self.count = end
+
+  def add(self, step: int, metrics: dict) -> None:
+    """Appends one evaluation given as {metric: value or [runs]} (missing metrics: NaN)."""
+    nan = np.full((self.num_runs,), np.nan, np.float32)
+    table = [
+      np.asarray(metrics[m], np.float32).reshape(-1) if m in metrics else nan for m in EVAL_METRICS
+    ]
+    self.add_rows([step], np.stack(table, axis=-1)[None])
+
+  @property
+  def last_step(self) -> int:
+    return int(self.steps[self.count - 1])
+
+  def latest(self) -> dict[str, float]:
+    """Means over the finite runs of the latest evaluated value of each metric ({} when none)."""
+    finite = self._finite()
+    if not finite[-1].any():
+      return {}
+    out = {}
+    for i, m in enumerate(EVAL_METRICS):
+      values = self.metrics[: self.count, :, i][:, finite[-1]]
+      evaluated = np.nonzero(np.all(np.isfinite(values), axis=1))[0]
+      if len(evaluated):
+        out[m] = float(np.mean(values[evaluated[-1]]))
+    return out
+
+  def _finite(self) -> np.ndarray:  # [evaluations, runs]
+    """A run is finite at an evaluation while its validation loss is (every evaluation has it)."""
+    return np.isfinite(self.metrics[: self.count, :, VAL_LOSS])
+
+  def all_diverged(self) -> bool:
+    return self.count > 0 and bool(np.all(~self._finite()[-1]))
+
+  def best_val_loss(self) -> np.ndarray:
+    """[runs] the lowest finite validation loss so far (+inf where none)."""
+    val = self.metrics[: self.count, :, VAL_LOSS]
+    return np.where(np.isfinite(val), val, np.inf).min(axis=0, initial=np.inf).astype(np.float32)
+
+  def of_run(self, i: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(steps, metrics [evaluations, M], step of divergence or -1) of run ``i``."""
+    bad = np.nonzero(~self._finite()[:, i])[0]
+    diverged_step = int(self.steps[bad[0]]) if len(bad) else -1
+    return self.steps[: self.count].copy(), self.metrics[: self.count, i].copy(), diverged_step
+
+  def to_tree(self) -> dict:
+    return {'count': np.int64(self.count), 'steps': self.steps, 'metrics': self.metrics}
+
+  def load_tree(self, tree: dict) -> Curve:
+    self.count = int(tree['count'])
+    self.steps = np.asarray(tree['steps'], np.int64)
+    self.metrics = np.asarray(tree['metrics'], np.float32)
+    return self
+
+
+def evaluation_steps(first: int, last: int, *, eval_every: int) -> list[int]:
+  """Steps after ``first`` where a run is evaluated: multiples of ``eval_every``, and ``last``."""
+  return sorted(set(range((first // eval_every + 1) * eval_every, last, eval_every)) | {last})
+
+
+def new_curve(first: int, until: int, *, eval_every: int, num_runs: int = 1) -> Curve:
+  """An empty curve with room for every evaluation from ``first`` to ``until``."""
+  return Curve(num_runs, 1 + len(evaluation_steps(first, until, eval_every=eval_every)))
