@@ -11,6 +11,7 @@ Run `lth COMMAND --help` for what a command does and its options.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -231,12 +232,30 @@ def _loaded_config() -> ml_collections.ConfigDict:
 ERRORS = (LthError, OSError)
 
 
+def use_compilation_cache() -> None:
+  """Keeps compiled programs across `lth` processes (a rerun or resume starts in seconds).
+
+  $JAX_COMPILATION_CACHE_DIR wins; otherwise ~/.cache/lth_jax/jax ($LTH_CACHE_DIR/jax).
+  """
+  import jax
+
+  if os.environ.get('JAX_COMPILATION_CACHE_DIR') or jax.config.jax_compilation_cache_dir:
+    return
+  root = os.environ.get('LTH_CACHE_DIR') or os.path.join(
+    os.path.expanduser('~'), '.cache', 'lth_jax'
+  )
+  jax.config.update('jax_compilation_cache_dir', os.path.join(root, 'jax'))
+  # Cache even quick compilations: on a CPU a study's programs take ~0.2-2 s each.
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.1)
+
+
 def main(argv=None):
   argv = list(sys.argv if argv is None else argv)
   text = _help_text(argv[1:])
   if text is not None:  # Before absl, whose --help shows only its own flags and exits 1.
     print(text)
     return
+  use_compilation_cache()
   saved_argv, sys.argv = sys.argv, argv  # ml_collections reads --config.KEY from sys.argv.
   try:
     app.run(_main, argv=argv, flags_parser=_parse_flags)

@@ -37,6 +37,9 @@ class SilentProgress:
   def advance(self, steps: int, metrics: dict[str, float]) -> None:
     pass
 
+  def run_finished(self, row: dict, seconds: float) -> None:
+    pass
+
   def close(self) -> None:
     pass
 
@@ -55,7 +58,7 @@ def run_imp(study: Study, store: Store | None = None, progress=None) -> Store:
       finals, curve = train_group(study, store, group, starts, progress)
       seconds = (time.perf_counter() - began) / len(group)
       for i, (run, final) in enumerate(zip(group, finals, strict=True)):
-        finish(study, store, run, final, *curve.of_run(i), seconds)
+        progress.run_finished(finish(study, store, run, final, *curve.of_run(i), seconds), seconds)
       store.trees.delete(progress_name(group))
   return store
 
@@ -152,8 +155,7 @@ def start_states(study: Study, store: Store, runs: Sequence[RunKey]) -> list[Tra
     else:
       state_k = study.rewound(store.trees.load(artifacts.rewind(run.seed), like=study.state_like()))
       masks = level_masks(study, store, run.seed, run.level)
-      control = study.controls()[run.arm]
-      state = control(state_k, masks, control_key(run.seed, run.level, run.arm))
+      state = study.control(run.arm)(state_k, masks, control_key(run.seed, run.level, run.arm))
     starts.append(state)
   return starts
 

@@ -40,7 +40,8 @@ def run_imp(
       trains only what is not there yet. A directory made by another study (its
       ``study.json`` differs in anything but levels, seeds and arms) is refused.
     log: where messages go (None: nowhere). The pruning plan is printed first.
-    progress: progress bars; None shows them only on a terminal.
+    progress: True: bars; False: nothing; None: bars on a terminal, else a line per
+      finished run and a heartbeat at most every minute (batch jobs).
 
   Returns:
     The store: ``store.summary``, ``store.curves``, ``store.layers``, ``store.load(name)``.
@@ -70,17 +71,15 @@ def run_in(
   study: Study, store: Store | None, *, log, progress=None, run_dir: Path | None = None
 ) -> Store:
   """The level loop with the plan printed, bars shown and (on disk) the tables sorted."""
-  from lth_jax.progress import TqdmProgress
+  from lth_jax import progress as progress_lib
 
   log(f'pruning plan ({study.inputs.describe()}):\n{study.plan.table()}')
   if run_dir is not None:
     (run_dir / PLAN_JSON).write_text(study.plan.to_json() + '\n')
   store = store if store is not None else imp.MemoryStore()
   finished = store.results.finished()
-  bars = TqdmProgress(
-    imp.total_steps(study),
-    imp.steps_done(study, finished),
-    disable=None if progress is None else not progress,
+  bars = progress_lib.for_output(
+    imp.total_steps(study), imp.steps_done(study, finished), show=progress, log=log
   )
   try:
     imp.run_imp(study, store, bars)

@@ -148,18 +148,35 @@ class Study:
     )
 
   def initial_state(self, seed: int) -> TrainState:
-    key = seed_keys(seed).init
-    params, model_state = train_lib.init_variables(self.task.model, key, self.input_shape)
-    params = models.reinitialize(
-      params, jax.random.fold_in(key, _INIT_SALT), self.init, self.plan.prunable()
-    )
-    return train_lib.create_state(self.task, params, model_state)
+    """θ0 of ``seed`` with dense masks and a fresh optimizer, at step 0."""
+    return self._initial_state(seed_keys(seed).init)
+
+  @functools.cached_property
+  def _initial_state(self) -> Callable[[jax.Array], TrainState]:
+    def initial_state(key):
+      params, model_state = train_lib.init_variables(self.task.model, key, self.input_shape)
+      params = models.reinitialize(
+        params, jax.random.fold_in(key, _INIT_SALT), self.init, self.plan.prunable()
+      )
+      return train_lib.create_state(self.task, params, model_state)
+
+    return jax.jit(initial_state)  # One compiled program, not an op-by-op dispatch per seed.
 
   def state_like(self) -> TrainState:
-    return jax.eval_shape(lambda: self.initial_state(0))
+    return jax.eval_shape(self.initial_state, 0)
 
   def controls(self) -> dict[str, controls_lib.Control]:
     return controls_lib.controls_for(self.init_params)
+
+  def control(self, arm: str) -> controls_lib.Control:
+    """The arm's control, jitted once: ``control(state_k, masks, key) -> start state``."""
+    if arm not in self._jitted_controls:
+      self._jitted_controls[arm] = jax.jit(self.controls()[arm])
+    return self._jitted_controls[arm]
+
+  @functools.cached_property
+  def _jitted_controls(self) -> dict[str, controls_lib.Control]:
+    return {}
 
   def rewound(self, state_k: TrainState) -> TrainState:
     """The state a pruned level starts from, before its masks: θk with the optimizer rule."""

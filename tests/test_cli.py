@@ -145,6 +145,10 @@ def test_run_has_no_progress_bars_when_piped(smoke_run):
   bar_lines = [line for line in result.stderr.splitlines() if any(m in line for m in BAR_MARKS)]
   assert bar_lines == []
   assert '\r' not in result.stderr
+  # A batch job's log gets a line per finished run instead.
+  done = [line for line in result.stdout.splitlines() if ' done: seed 0 level ' in line]
+  assert len(done) == 5 and 'remaining, early stop' in done[-1]
+  assert 'first training step done' in result.stdout
 
 
 def test_ls_lists_the_run(smoke_run):
@@ -170,3 +174,25 @@ def test_report_writes_the_report(smoke_run):
   assert index == run_dir / 'report' / 'index.html' and index.is_file()
   assert (run_dir / 'report' / 'report.md').is_file()
   assert list((run_dir / 'report').glob('*.png'))
+
+
+def test_log_progress_heartbeat_and_run_lines():
+  from lth_jax.progress import LogProgress
+
+  lines = []
+  progress = LogProgress(1000, 0, log=lines.append, heartbeat=0.0)
+  progress.start('level 1 seed 0 ticket', 500)
+  progress.advance(100, {'val_loss': 0.5})
+  assert 'first training step done' in lines[0]
+  assert 'level 1 seed 0 ticket: 100/500 it, val loss 0.5000; study 10% (100/1000 it)' in lines[1]
+  row = {'seed': 0, 'level': 1, 'arm': 'ticket', 'weights_remaining': 0.8, 'early_stop_step': 300,
+         'test_accuracy_at_early_stop': 0.875, 'diverged': 0}  # fmt: skip
+  progress.run_finished(row, 12.34)
+  assert lines[-1].endswith(
+    'done: seed 0 level 1 ticket, 80.0% remaining, early stop 300, test acc 87.50%, 12.3 s'
+  )
+  quiet = LogProgress(1000, 0, log=lines.append, heartbeat=60.0)
+  count = len(lines)
+  quiet.advance(1, {})
+  quiet.advance(1, {})
+  assert len(lines) == count + 1  # The first-step line only: no heartbeat within a minute.
