@@ -53,7 +53,7 @@ def startup(env) -> tuple[float, float]:
   with tempfile.TemporaryDirectory() as workdir:
     began = time.time()
     seconds, text = timed(lth_args(workdir, 100, 0), env)
-    first = re.search(r'first training step at ([\d.]+)', text)
+    first = re.search(r'unix time ([\d.]+)', text)
     return (float(first.group(1)) - began if first else float('nan')), seconds
 
 

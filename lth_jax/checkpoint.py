@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import jax
@@ -19,6 +20,9 @@ import orbax.checkpoint as ocp
 
 from lth_jax.errors import CheckpointError, one_line
 
+# Orbax's checkpointers share process-wide state (event loops, temporary
+# directories): runs trained side by side in threads save and load one at a time.
+_ORBAX = threading.Lock()
 # Every checkpoint holds this file, the temporary directory of an unfinished one too.
 _COMPLETE_MARKER = '_CHECKPOINT_METADATA'
 # Orbax writes into '<path><suffix>' and renames it to '<path>' when complete.
@@ -48,7 +52,7 @@ def save(path: str | os.PathLike, tree) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   tree = jax.tree.map(np.asarray, jax.device_get(tree))
   try:
-    with ocp.StandardCheckpointer() as checkpointer:
+    with _ORBAX, ocp.StandardCheckpointer() as checkpointer:
       checkpointer.save(path, tree, force=True)
       checkpointer.wait_until_finished()
   except Exception as e:  # A full disk surfaces as OSError or as TensorStore's ValueError.
@@ -75,7 +79,7 @@ def load(path: str | os.PathLike, like=None):
       lambda x: np.zeros(np.shape(x), getattr(x, 'dtype', None) or np.asarray(x).dtype), like
     )
   try:
-    with ocp.StandardCheckpointer() as checkpointer:
+    with _ORBAX, ocp.StandardCheckpointer() as checkpointer:
       restored = checkpointer.restore(path, target)
   except Exception as e:  # Orbax/TensorStore raise many types for damaged files.
     raise CheckpointError(

@@ -100,7 +100,9 @@ def _arms(v):
 
 
 def _parallel(v):
-  return isinstance(v, bool) or (isinstance(v, str) and v.lower() in ('true', 'false', 'auto'))
+  return isinstance(v, bool) or (
+    isinstance(v, str) and v.lower() in ('true', 'false', 'auto', 'threads')
+  )
 
 
 def _milestones(v):
@@ -116,7 +118,7 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     'seed': _int(0),
     'num_seeds': _int(1, 10_000),
     'arms': (_arms, f'a comma-separated list of distinct arms from {list(controls.ARMS)}'),
-    'parallel': (_parallel, "'true', 'false' or 'auto'"),
+    'parallel': (_parallel, "'auto', 'true' (vmap), 'threads' or 'false'"),
     'max_parallel_runs': _int(0),
     'model.name': (lambda v: isinstance(v, str) and v in models.MODELS, lambda: f'one of {sorted(models.MODELS)}'),
   'model.init': _choice({models.DEFAULT_INIT, *models.INITS}),

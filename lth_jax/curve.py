@@ -24,6 +24,7 @@ class Curve:
   """
 
   def __init__(self, num_runs: int, capacity: int):
+    self.best = None  # segment.Best: the network at each run's lowest validation loss so far.
     self.count = 0
     self.steps = np.full((capacity,), -1, np.int64)
     self.metrics = np.full((capacity, num_runs, len(EVAL_METRICS)), np.nan, np.float32)
@@ -71,10 +72,21 @@ class Curve:
   def all_diverged(self) -> bool:
     return self.count > 0 and bool(np.all(~self._finite()[-1]))
 
-  def best_val_loss(self) -> np.ndarray:
-    """[runs] the lowest finite validation loss so far (+inf where none)."""
+  def best_rows(self) -> np.ndarray:
+    """[runs] the index of each run's first lowest finite validation loss (-1 where none)."""
     val = self.metrics[: self.count, :, VAL_LOSS]
-    return np.where(np.isfinite(val), val, np.inf).min(axis=0, initial=np.inf).astype(np.float32)
+    finite = np.isfinite(val)
+    first_min = np.argmin(np.where(finite, val, np.inf), axis=0)
+    return np.where(finite.any(axis=0), first_min, -1)
+
+  def fill_best(self, full) -> None:
+    """Fills in what the best rows lack (test, training subset) from ``full``
+    ([runs, M] or [M]): the best snapshot's metrics on every split."""
+    full = np.asarray(full, np.float32).reshape(self.num_runs, len(EVAL_METRICS))
+    for run, row in enumerate(self.best_rows()):
+      if row >= 0:
+        missing = np.isnan(self.metrics[row, run])
+        self.metrics[row, run, missing] = full[run, missing]
 
   def of_run(self, i: int) -> tuple[np.ndarray, np.ndarray, int]:
     """(steps, metrics [evaluations, M], step of divergence or -1) of run ``i``."""
@@ -83,12 +95,19 @@ class Curve:
     return self.steps[: self.count].copy(), self.metrics[: self.count, i].copy(), diverged_step
 
   def to_tree(self) -> dict:
-    return {'count': np.int64(self.count), 'steps': self.steps, 'metrics': self.metrics}
+    """The curve and its best snapshot, for a checkpoint."""
+    return {
+      'count': np.int64(self.count),
+      'steps': self.steps,
+      'metrics': self.metrics,
+      'best': self.best,
+    }
 
   def load_tree(self, tree: dict) -> Curve:
     self.count = int(tree['count'])
     self.steps = np.asarray(tree['steps'], np.int64)
     self.metrics = np.asarray(tree['metrics'], np.float32)
+    self.best = tree.get('best')
     return self
 
 

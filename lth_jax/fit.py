@@ -69,7 +69,7 @@ class Trainer:
 
 @functools.cache
 def _programs(trainer: Trainer, *, eval_every: int, until: int, capacity: int):
-  """(piece, evaluate, segment) jitted for a trainer and a run's schedule.
+  """(piece, evaluate, segment, evaluate_best) jitted for a trainer and a run's schedule.
 
   The data goes in as arguments, never as constants folded into the programs.
   """
@@ -88,6 +88,12 @@ def _programs(trainer: Trainer, *, eval_every: int, until: int, capacity: int):
       task, states, splits, best, step, until=until, curve_every=curve_every, vmapped=vmapped
     )
 
+  @jax.jit
+  def evaluate_best(best, masks, splits):
+    return segment_lib.evaluate_full(
+      task, best.params, best.model_state, masks, splits, vmapped=vmapped
+    )
+
   @functools.partial(jax.jit, donate_argnums=0)
   def segment(states, orders, best, train, splits, data_keys, first_step, num_periods):
     return segment_lib.segment(
@@ -103,6 +109,7 @@ def _programs(trainer: Trainer, *, eval_every: int, until: int, capacity: int):
     lambda states, orders, best, keys, first, n: segment(
       states, orders, best, data, splits, keys, first, n
     ),
+    lambda best, masks: evaluate_best(best, masks, splits),
   )
 
 
@@ -165,13 +172,14 @@ def fit(
   first = _step_of(state)
   num_runs = int(np.shape(state.step)[0]) if trainer.vmapped else None
   capacity = len(evaluation_steps(0, until, eval_every=eval_every)) + 1
-  piece, evaluate, segment = _programs(
+  piece, evaluate, segment, evaluate_best = _programs(
     trainer, eval_every=eval_every, until=until, capacity=capacity
   )
   orders = segment_lib.no_order(trainer.num_examples(), num_runs)
   if curve is None:
     curve = new_curve(first, until, eval_every=eval_every, num_runs=num_runs or 1)
-    row, _ = evaluate(state, _best(curve, num_runs), jnp.int32(first))
+    inf = jnp.full((num_runs,) if num_runs else (), jnp.inf, jnp.float32)
+    row, curve.best = evaluate(state, segment_lib.best_of(state, inf), jnp.int32(first))
     curve.add_rows([first], row)
   loop = _Loop(hooks, until, eval_every)
   step = curve.last_step
@@ -183,8 +191,8 @@ def fit(
       if seconds_per_period:
         periods = max(1, min(periods, int(segment_seconds / seconds_per_period)))
       began = time.monotonic()
-      state, orders, best, rows, done = segment(
-        state, orders, _best(curve, num_runs), data_key, jnp.int32(step), jnp.int32(periods)
+      state, orders, curve.best, rows, done = segment(
+        state, orders, curve.best, data_key, jnp.int32(step), jnp.int32(periods)
       )
       done = int(done)
       curve.add_rows([step + eval_every * (i + 1) for i in range(done)], np.asarray(rows)[:done])
@@ -194,18 +202,12 @@ def fit(
       state, orders = piece(state, orders, data_key, jnp.int32(step), end - step)
       step = end
       if step == until or step % eval_every == 0:
-        row, _ = evaluate(state, _best(curve, num_runs), jnp.int32(step))
+        row, curve.best = evaluate(state, curve.best, jnp.int32(step))
         curve.add_rows([step], row)
-    loop.after(
-      step, state, curve, final=step == until or (stop_when_diverged and curve.all_diverged())
-    )
+    diverged = stop_when_diverged and curve.all_diverged()
+    loop.after(step, state, curve, final=step == until or diverged)
+  curve.fill_best(np.asarray(evaluate_best(curve.best, state.masks)))
   return state, curve
-
-
-def _best(curve: Curve, num_runs: int | None):
-  """Each run's lowest finite validation loss so far (+inf for none)."""
-  best = curve.best_val_loss()
-  return jnp.asarray(best if num_runs is not None else best[0], jnp.float32)
 
 
 def _step_of(state) -> int:

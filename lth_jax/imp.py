@@ -13,6 +13,8 @@ is never recomputed, so a study resumes, and grows, for free.
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 import time
 from collections.abc import Sequence
 
@@ -21,6 +23,7 @@ import numpy as np
 
 from lth_jax import artifacts, parallel
 from lth_jax import masks as masks_lib
+from lth_jax import segment as segment_lib
 from lth_jax.curve import Curve, new_curve
 from lth_jax.fit import Hook, fit
 from lth_jax.store import MemoryStore, Store
@@ -52,15 +55,63 @@ def run_imp(study: Study, store: Store | None = None, progress=None) -> Store:
   store = MemoryStore() if store is None else store
   progress = progress or SilentProgress()
   for level in range(study.num_levels + 1):
-    for group in groups_of(study, pending_runs(study, store, level)):
-      starts = start_states(study, store, group)
-      began = time.perf_counter()
-      finals, curve = train_group(study, store, group, starts, progress)
-      seconds = (time.perf_counter() - began) / len(group)
-      for i, (run, final) in enumerate(zip(group, finals, strict=True)):
-        progress.run_finished(finish(study, store, run, final, *curve.of_run(i), seconds), seconds)
-      store.trees.delete(progress_name(group))
+    for batch in batches_of(study, pending_runs(study, store, level)):
+      starts = start_states(study, store, [run for group in batch for run in group])
+      trained = _train_side_by_side(study, store, batch, starts, progress)
+      for group, (finals, curve, seconds) in zip(batch, trained, strict=True):
+        for i, (run, final) in enumerate(zip(group, finals, strict=True)):
+          row = finish(study, store, run, final, *curve.of_run(i), seconds)
+          progress.run_finished(row, seconds)
+        store.trees.delete(progress_name(group))
   return store
+
+
+def _train_side_by_side(study: Study, store: Store, batch, starts, progress):
+  """Trains each group of ``batch`` (in its own thread when there are several).
+
+  Returns [(final states, curve, seconds per run)] in ``batch`` order. Start
+  states are made before (their masks are shared between runs) and results are
+  recorded after, in order, so threads only train.
+  """
+  offsets = np.cumsum([0] + [len(g) for g in batch])
+  progress = _Shared(progress, batch) if len(batch) > 1 else progress
+
+  def train(i):
+    began = time.perf_counter()
+    finals, curve = train_group(
+      study, store, batch[i], starts[offsets[i] : offsets[i + 1]], progress
+    )
+    return finals, curve, (time.perf_counter() - began) / len(batch[i])
+
+  if len(batch) == 1:
+    return [train(0)]
+  try:
+    with concurrent.futures.ThreadPoolExecutor(len(batch)) as pool:
+      return list(pool.map(train, range(len(batch))))
+  finally:
+    progress.progress.close()
+
+
+class _Shared:
+  """One progress display for runs trained side by side in threads."""
+
+  def __init__(self, progress, batch):
+    self.progress, self.lock, self.started = progress, threading.Lock(), False
+    self.runs = sum(map(len, batch))
+    self.description = f'level {batch[0][0].level}: {self.runs} runs side by side'
+
+  def start(self, description, total_steps):
+    with self.lock:
+      if not self.started:
+        self.progress.start(self.description, total_steps * self.runs)
+        self.started = True
+
+  def advance(self, steps, metrics):
+    with self.lock:
+      self.progress.advance(steps, metrics)
+
+  def close(self):
+    pass  # The caller's progress closes its own bar; a thread finishing early must not.
 
 
 def describe(study: Study) -> str:
@@ -68,6 +119,8 @@ def describe(study: Study) -> str:
   seeds = f'{len(study.seeds)} seed' + ('s' if len(study.seeds) != 1 else '')
   levels = f'{study.num_levels} pruning level' + ('s' if study.num_levels != 1 else '')
   mode = 'vmapped' if study.vmapped else 'one run at a time'
+  if not study.vmapped and study.threads > 1:
+    mode = f'up to {study.threads} runs side by side'
   return f'{seeds}, the dense network and {levels}, arms {",".join(study.arms)}, {mode}'
 
 
@@ -104,10 +157,18 @@ def pending_runs(study: Study, store: Store, level: int) -> list[RunKey]:
 
 
 def groups_of(study: Study, runs: Sequence[RunKey]) -> list[list[RunKey]]:
+  """The groups of runs trained by one ``fit``: vmapped groups, or single runs."""
   if not study.vmapped:
     return [[r] for r in runs]
   size = study.group_size or max(1, len(runs))
   return [list(runs[i : i + size]) for i in range(0, len(runs), size)]
+
+
+def batches_of(study: Study, runs: Sequence[RunKey]) -> list[list[list[RunKey]]]:
+  """Batches of groups trained at the same time (side by side in threads)."""
+  groups = groups_of(study, runs)
+  size = 1 if study.vmapped else max(1, study.threads)
+  return [groups[i : i + size] for i in range(0, len(groups), size)]
 
 
 def progress_name(runs: Sequence[RunKey]) -> str:
@@ -182,13 +243,17 @@ def train_group(study: Study, store: Store, runs: Sequence[RunKey], starts, prog
   name = progress_name(runs)
   first = int(np.asarray(starts[0].step))
   curve = new_curve(first, study.num_steps, eval_every=study.eval_every, num_runs=num_runs)
+  val_like = np.zeros((num_runs,) if study.vmapped else (), np.float32)
+  curve.best = segment_lib.Best(val_like, state.params, state.model_state)
   saved = store.trees.load_progress(name, like={'state': state, 'curve': curve.to_tree()})
   if saved is None:
     curve = None
   else:
+    place = study.sharder if study.vmapped else jax.device_put
     curve.load_tree(saved['curve'])
+    curve.best = place(curve.best)
     restored = jax.tree.map(lambda s, x: np.asarray(s, dtype=x.dtype), saved['state'], state)
-    state = study.sharder(restored) if study.vmapped else restored
+    state = place(restored)
 
   def keep_rewind_state(step, state, curve):
     host = parallel.to_host(state)

@@ -17,6 +17,7 @@ level into several compiled calls of that many runs (same program, reused).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,15 +32,39 @@ from lth_jax.errors import DeviceMemoryError
 MEMORY_FRACTION = 0.7
 
 
-def use_vmap(mode: str) -> bool:
-  """``parallel`` mode: 'true' vmaps, 'false' runs one after another, 'auto' vmaps off the CPU.
+MODES = ('auto', 'true', 'false', 'threads')
 
-  On a CPU the vmapped program costs more per network than one network at a
-  time (see benchmarks/bench_parallel.py); accelerators are the other way round.
+
+def cpu_count() -> int:
+  """The CPUs this process may run on."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # Not on Linux.
+    return os.cpu_count() or 1
+
+
+def resolve(mode: str) -> tuple[bool, int]:
+  """(vmapped, threads) for a ``parallel`` mode.
+
+  'true': a level's runs stacked into one vmapped program (sharded over devices);
+  'threads': each run its own program, up to one per CPU at a time (the same
+  numbers as 'false', sooner); 'false': one run after another; 'auto': vmapped
+  on GPUs/TPUs, threads on a CPU with several cores. On a CPU one LeNet step
+  keeps about one core busy, so two runs side by side nearly double the
+  throughput, while a vmapped program gains less (benchmarks/bench_parallel.py).
   """
   if mode == 'auto':
-    return jax.default_backend() != 'cpu'
-  return mode == 'true'
+    if jax.default_backend() != 'cpu':
+      mode = 'true'
+    else:
+      mode = 'threads' if cpu_count() > 1 else 'false'
+  if mode == 'true':
+    return True, 1
+  return False, cpu_count() if mode == 'threads' else 1
+
+
+def use_vmap(mode: str) -> bool:
+  return resolve(mode)[0]
 
 
 class Sharder:

@@ -7,10 +7,11 @@ evaluations as arrays, so the host only touches a run between segments — at
 checkpoints, hooks and progress updates — instead of every period.
 
 What is evaluated is what is read: the validation split at every evaluation
-(the early-stopping criterion); the test split and the training subset only
-where a result reads them — at each new minimum of the validation loss (where
-the early-stop numbers are taken), at the final step, and every
-``curve_every`` steps for the training curves. Elsewhere they are NaN.
+(the early-stopping criterion); the test split and the training subset at the
+final step and every ``curve_every`` steps (for the training curves), NaN
+elsewhere. The early-stop numbers need them at the minimum of the validation
+loss, which is known only at the end: each new minimum keeps a snapshot of the
+network (``Best``, one more copy of the params), and ``fit`` evaluates it once.
 
 The data order of an epoch is computed once, when training enters the epoch,
 and carried from step to step (``EpochOrder``) instead of once per call. The
@@ -34,6 +35,28 @@ from lth_jax.train import EVAL_METRICS, DataArrays, TrainState
 
 _NAN = float('nan')
 FULL_SPLITS = ('train', 'test')  # Evaluated only where read; 'val' always.
+
+
+class Best(NamedTuple):
+  """The lowest finite validation loss so far and the network that reached it."""
+
+  val_loss: jax.Array  # float32 scalar (or [runs]); +inf before any finite one
+  params: object
+  model_state: object
+
+
+def best_of(states: TrainState, val_loss) -> Best:
+  """A snapshot of ``states`` (copied: the states are donated to the next call)."""
+  copy = lambda tree: jax.tree.map(jnp.copy, tree)
+  return Best(jnp.asarray(val_loss, jnp.float32), copy(states.params), copy(states.model_state))
+
+
+def _keep(improved, new, old):
+  """``new`` where ``improved`` (per run: broadcast over each leaf's leading axis)."""
+  pick = lambda n, o: jnp.where(
+    improved.reshape(improved.shape + (1,) * (n.ndim - improved.ndim)), n, o
+  )
+  return jax.tree.map(pick, new, old)
 
 
 class EpochOrder(NamedTuple):
@@ -86,42 +109,73 @@ def train_chunk(
   return states, orders, jnp.mean(losses, axis=0)
 
 
-def evaluate(task, states, splits, best, step, *, until: int, curve_every: int, vmapped: bool):
-  """Metrics at ``step`` ([runs, M] or [M], EVAL_METRICS order) and the new best val loss.
+def evaluate(
+  task, states, splits, best: Best, step, *, until: int, curve_every: int, vmapped: bool
+):
+  """Metrics at ``step`` ([runs, M] or [M], EVAL_METRICS order) and the updated ``Best``.
 
-  The test split and training subset are evaluated when any run's validation
-  loss reaches a new minimum, at ``until``, and every ``curve_every`` steps.
+  The test split and training subset are evaluated at ``until`` and every
+  ``curve_every`` steps (NaN elsewhere).
   """
-  evaluate_split = lambda s, split: train_lib.evaluate(task, s, split)
-  if vmapped:
-    evaluate_split = jax.vmap(evaluate_split, in_axes=(0, None))
   metrics = {}
-  metrics['val_loss'], metrics['val_accuracy'] = evaluate_split(states, splits['val'])
-  improved = jnp.isfinite(metrics['val_loss']) & (metrics['val_loss'] < best)
-  read = jnp.any(improved) | (step == until)
+  metrics['val_loss'], metrics['val_accuracy'] = _evaluate(task, states, splits['val'], vmapped)
+  improved = jnp.isfinite(metrics['val_loss']) & (metrics['val_loss'] < best.val_loss)
+  read = step == until
   if curve_every:
     read |= step % curve_every == 0
+  for name, (loss, accuracy) in _read(
+    task, states, splits, read, metrics['val_loss'], vmapped
+  ).items():
+    metrics[f'{name}_loss'], metrics[f'{name}_accuracy'] = loss, accuracy
+  best = Best(
+    jnp.where(improved, metrics['val_loss'], best.val_loss),
+    _keep(improved, states.params, best.params),
+    _keep(improved, states.model_state, best.model_state),
+  )
+  return _row(metrics), best
+
+
+def evaluate_full(task, params, model_state, masks, splits, *, vmapped: bool):
+  """Every split's metrics of a snapshot ([runs, M] or [M])."""
+  states = TrainState(
+    step=None, params=params, masks=masks, opt_state=None, model_state=model_state
+  )
+  metrics = {}
+  for name in splits:
+    metrics[f'{name}_loss'], metrics[f'{name}_accuracy'] = _evaluate(
+      task, states, splits[name], vmapped
+    )
+  return _row(metrics)
+
+
+def _evaluate(task, states, split, vmapped: bool):
+  fn = lambda s: train_lib.evaluate(task, s, split)
+  return jax.vmap(fn)(states) if vmapped else fn(states)
+
+
+def _read(task, states, splits, read, like, vmapped):
   present = [name for name in FULL_SPLITS if name in splits]
 
   def full():
-    return {name: evaluate_split(states, splits[name]) for name in present}
+    return {name: _evaluate(task, states, splits[name], vmapped) for name in present}
 
   def skipped():
-    nan = jnp.full_like(metrics['val_loss'], _NAN)
+    nan = jnp.full_like(like, _NAN)
     return {name: (nan, nan) for name in present}
 
-  for name, (loss, accuracy) in jax.lax.cond(read, full, skipped).items():
-    metrics[f'{name}_loss'], metrics[f'{name}_accuracy'] = loss, accuracy
-  nan = jnp.full_like(metrics['val_loss'], _NAN)
-  row = jnp.stack([metrics.get(m, nan) for m in EVAL_METRICS], axis=-1)
-  return row, jnp.where(improved, metrics['val_loss'], best)
+  return jax.lax.cond(read, full, skipped)
+
+
+def _row(metrics):
+  nan = jnp.full_like(metrics.get('val_loss', next(iter(metrics.values()))), _NAN)
+  return jnp.stack([metrics.get(m, nan) for m in EVAL_METRICS], axis=-1)
 
 
 def segment(
   task,
   states: TrainState,
   orders: EpochOrder,
-  best,
+  best: Best,
   train: DataArrays,
   splits,
   data_keys,
@@ -142,7 +196,7 @@ def segment(
     (states, orders, best, rows [capacity, (runs,) M] of which the first
     ``done`` are this segment's evaluations, done).
   """
-  num_runs = best.shape if vmapped else ()
+  num_runs = best.val_loss.shape if vmapped else ()
   rows = jnp.full((capacity, *num_runs, len(EVAL_METRICS)), _NAN, jnp.float32)
 
   def alive(carry):

@@ -91,6 +91,8 @@ class Study:
       them: each new validation minimum and the final step).
     vmapped: train a level's runs together under vmap.
     group_size: at most this many runs per vmapped call (0: all).
+    threads: train up to this many runs at a time, each in its own thread
+      (not vmapped; the same numbers as one at a time).
     sharder: places a stacked group on the devices (vmapped studies).
   """
 
@@ -111,6 +113,7 @@ class Study:
   curve_every: int = 0
   vmapped: bool = False
   group_size: int = 0
+  threads: int = 1
   sharder: Sharder | None = None
 
   @property
@@ -312,7 +315,7 @@ def make_study(
     )
   _check_choice('init', init, (models.DEFAULT_INIT, *models.INITS))
   _check_choice('rewind_optimizer', rewind_optimizer, rewind_lib.REWIND_OPTIMIZER)
-  _check_choice('parallel', str(parallel).lower(), ('true', 'false', 'auto'))
+  _check_choice('parallel', str(parallel).lower(), parallel_lib.MODES)
   data = inputs_lib.prepare(
     train, test, validation, standardize=standardize, train_eval_size=train_eval_size,
     eval_batch_size=eval_batch_size,
@@ -344,13 +347,15 @@ def make_study(
     model=model, optimizer=optimizer, batch_size=batch_size, mean=data.mean, std=data.std,
     augment=augment, divide_by=data.divide_by,
   )  # fmt: skip
-  vmapped = parallel_lib.use_vmap(str(parallel).lower())
+  vmapped, threads = parallel_lib.resolve(str(parallel).lower())
+  if max_parallel_runs:
+    threads = min(threads, max_parallel_runs)
   study = Study(
     task=task, inputs=data, plan=plan, num_steps=num_steps, eval_every=eval_every,
     rewind_step=rewind_step, num_levels=num_levels, arms=arms, seeds=seeds,
     iterative=bool(prune['iterative']), init=init, rewind_optimizer=rewind_optimizer,
     checkpoint_every=checkpoint_every, checkpoint_seconds=float(checkpoint_seconds),
-    curve_every=curve_every, vmapped=vmapped, group_size=max_parallel_runs,
+    curve_every=curve_every, vmapped=vmapped, group_size=max_parallel_runs, threads=threads,
     sharder=parallel_lib.Sharder() if vmapped else None,
   )  # fmt: skip
   if vmapped:

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -345,19 +346,19 @@ def test_stale_lock_is_taken_over(tmp_path):
 def test_divergence_is_recorded_and_only_stops_its_seed(fashion_mnist_dir, tmp_path, monkeypatch):
   """Seed 0's ticket and seed 1's reinit diverge at level 1; everything else carries on."""
   doomed = {(0, 1, 'ticket'), (1, 1, 'reinit')}
-  current = {}
-  real_start, real_fit = imp.start_states, imp.fit
+  current = threading.local()  # Runs may train side by side in threads.
+  real_train_group, real_fit = imp.train_group, imp.fit
 
-  def start_states(study_, store, runs):
-    current['run'] = runs[0]
-    return real_start(study_, store, runs)
+  def train_group(study_, store, runs, starts, progress):
+    current.run = runs[0]
+    return real_train_group(study_, store, runs, starts, progress)
 
   class Interrupt(Exception):
     pass
 
   def poisoned_fit(trainer, state, data_key, *, hooks=(), **kwargs):
     """The doomed runs' weights turn NaN during step 40."""
-    r = current['run']
+    r = current.run
     if (r.seed, r.level, r.arm) not in doomed:
       return real_fit(trainer, state, data_key, hooks=hooks, **kwargs)
     seen = {}
@@ -372,7 +373,7 @@ def test_divergence_is_recorded_and_only_stops_its_seed(fashion_mnist_dir, tmp_p
     kwargs['curve'] = seen['curve']
     return real_fit(trainer, jax.device_put(nan), data_key, hooks=hooks, **kwargs)
 
-  monkeypatch.setattr(imp, 'start_states', start_states)
+  monkeypatch.setattr(imp, 'train_group', train_group)
   monkeypatch.setattr(imp, 'fit', poisoned_fit)
   lines = study(smoke(fashion_mnist_dir, num_seeds=2), tmp_path)
   run_dir = the_run_dir(tmp_path)
