@@ -228,28 +228,30 @@ def train_group(study: Study, store: Store, runs: Sequence[RunKey], starts, prog
   """Trains ``runs`` from ``starts`` to ``study.num_steps`` with one ``fit``, resumably.
 
   Returns (final host states of ``runs``, curve). Vmapped groups are padded to
-  a multiple of the device count; the copies are dropped here.
+  a multiple of the device count; the copies are dropped here. A group of one
+  run (on one device) takes the plain program: vmapping one network only costs.
   """
   num_real = len(runs)
   data_keys = [seed_keys(r.seed).data for r in runs]
-  if study.vmapped:
+  stacked = study.vmapped and len(parallel.pad(runs, study.sharder.multiple)) > 1
+  if stacked:
     multiple = study.sharder.multiple
     state = study.sharder(parallel.stack(parallel.pad(starts, multiple)))
     data_key = study.sharder(parallel.stack(parallel.pad(data_keys, multiple)))
     num_runs = len(parallel.pad(runs, multiple))
   else:
-    assert num_real == 1, 'sequential groups hold one run'
+    assert num_real == 1, 'unstacked groups hold one run'
     state, data_key, num_runs = starts[0], data_keys[0], 1
   name = progress_name(runs)
   first = int(np.asarray(starts[0].step))
   curve = new_curve(first, study.num_steps, eval_every=study.eval_every, num_runs=num_runs)
-  val_like = np.zeros((num_runs,) if study.vmapped else (), np.float32)
+  val_like = np.zeros((num_runs,) if stacked else (), np.float32)
   curve.best = segment_lib.Best(val_like, state.params, state.model_state)
   saved = store.trees.load_progress(name, like={'state': state, 'curve': curve.to_tree()})
   if saved is None:
     curve = None
   else:
-    place = study.sharder if study.vmapped else jax.device_put
+    place = study.sharder if stacked else jax.device_put
     curve.load_tree(saved['curve'])
     curve.best = place(curve.best)
     restored = jax.tree.map(lambda s, x: np.asarray(s, dtype=x.dtype), saved['state'], state)
@@ -257,7 +259,7 @@ def train_group(study: Study, store: Store, runs: Sequence[RunKey], starts, prog
 
   def keep_rewind_state(step, state, curve):
     host = parallel.to_host(state)
-    for run, s in zip(runs, parallel.unstack(host, num_real) if study.vmapped else [host]):
+    for run, s in zip(runs, parallel.unstack(host, num_real) if stacked else [host]):
       store.trees.save(artifacts.rewind(run.seed), s)
 
   def save_progress(step, state, curve):
@@ -272,15 +274,16 @@ def train_group(study: Study, store: Store, runs: Sequence[RunKey], starts, prog
     hooks.append(
       Hook(save_progress, every=study.checkpoint_every, seconds=study.checkpoint_seconds)
     )
+  trainer = study.trainer if stacked else study.plain_trainer
   try:
     state, curve = fit(
-      study.trainer, state, data_key, until=study.num_steps, eval_every=study.eval_every,
+      trainer, state, data_key, until=study.num_steps, eval_every=study.eval_every,
       curve=curve, hooks=hooks,
     )  # fmt: skip
   finally:
     progress.close()
   host = parallel.to_host(state)
-  return (parallel.unstack(host, num_real) if study.vmapped else [host]), curve
+  return (parallel.unstack(host, num_real) if stacked else [host]), curve
 
 
 def _progress_hook(progress, step: int) -> Hook:

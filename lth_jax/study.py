@@ -129,6 +129,13 @@ class Study:
     return self.inputs.splits
 
   @functools.cached_property
+  def plain_trainer(self) -> Trainer:
+    """The trainer of one network (not vmapped)."""
+    if not self.vmapped:
+      return self.trainer
+    return Trainer(self.task, self.inputs.train, self.inputs.splits, curve_every=self.curve_every)
+
+  @functools.cached_property
   def trainer(self) -> Trainer:
     return Trainer(
       self.task,
