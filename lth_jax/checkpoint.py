@@ -29,6 +29,22 @@ _COMPLETE_MARKER = '_CHECKPOINT_METADATA'
 TMP_SUFFIX = '.orbax-checkpoint-tmp'
 
 
+def _checkpointer() -> ocp.StandardCheckpointer:
+  """Orbax's checkpointer for this process alone.
+
+  With several processes (``lth_jax.distributed``) only the primary one
+  writes and every one reads on its own, so no checkpoint waits for the others.
+  """
+  if jax.process_count() == 1:
+    return ocp.StandardCheckpointer()
+  me = jax.process_index()
+  return ocp.StandardCheckpointer(
+    multiprocessing_options=ocp.options.MultiprocessingOptions(
+      primary_host=me, active_processes={me}, barrier_sync_key_prefix=f'lth{me}'
+    )
+  )
+
+
 def exists(path: str | os.PathLike) -> bool:
   """True when ``path`` holds a finished checkpoint (not Orbax's temporary directory)."""
   path = Path(path)
@@ -52,7 +68,7 @@ def save(path: str | os.PathLike, tree) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   tree = jax.tree.map(np.asarray, jax.device_get(tree))
   try:
-    with _ORBAX, ocp.StandardCheckpointer() as checkpointer:
+    with _ORBAX, _checkpointer() as checkpointer:
       checkpointer.save(path, tree, force=True)
       checkpointer.wait_until_finished()
   except Exception as e:  # A full disk surfaces as OSError or as TensorStore's ValueError.
@@ -79,7 +95,7 @@ def load(path: str | os.PathLike, like=None):
       lambda x: np.zeros(np.shape(x), getattr(x, 'dtype', None) or np.asarray(x).dtype), like
     )
   try:
-    with _ORBAX, ocp.StandardCheckpointer() as checkpointer:
+    with _ORBAX, _checkpointer() as checkpointer:
       restored = checkpointer.restore(path, target)
   except Exception as e:  # Orbax/TensorStore raise many types for damaged files.
     raise CheckpointError(

@@ -39,6 +39,11 @@ options:
   --config.KEY=VALUE          override one config key, e.g. --config.num_seeds=3
                               or --config.data.data_dir=/path/to/tfds
   --workdir=DIR               directory holding run directories (default: runs)
+
+several processes (GPU clusters, TPU pods; start the same command in each):
+  --distributed               jax.distributed.initialize() finds the cluster itself
+  --coordinator_address=HOST:PORT --num_processes=N --process_id=I
+                              or name it; process 0 writes, all of them train
 """,
   'resume': """usage: lth resume RUN_DIR
 
@@ -67,10 +72,15 @@ def run_study(config, workdir_path, *, log=print, progress: bool | None = None) 
 
   ``progress``: None shows bars only on a terminal; False never.
   """
-  from lth_jax import build, runner, tables
+  from lth_jax import build, distributed, runner, tables
 
   config_lib.validate(config)
-  run_dir = workdir.prepare(workdir_path, config)
+  primary = distributed.is_primary()
+  if not primary:  # Several processes: the primary one writes and speaks.
+    log, progress = (lambda message: None), False
+  run_dir = (
+    workdir.prepare(workdir_path, config) if primary else workdir.run_dir_for(workdir_path, config)
+  )
   with runner.opened(run_dir, log) as store:
     finished = store.results.finished()
     if finished:
@@ -83,7 +93,8 @@ def run_study(config, workdir_path, *, log=print, progress: bool | None = None) 
   log('\n' + tables.level_table(rows))
   for line in divergence_notes(rows, config):
     log(line)
-  _write_report(run_dir, log)
+  if primary:
+    _write_report(run_dir, log)
   log(f'\nresults: {run_dir}/summary.csv, curves.csv, layers.csv; report: {run_dir}/report/')
   return run_dir
 
@@ -167,6 +178,12 @@ def _state(run_dir: Path, rows, complete: bool) -> str:
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config: path/to/module.py[:variant].')
 flags.DEFINE_string('workdir', 'runs', 'Directory holding run directories.')
+flags.DEFINE_bool('distributed', False, 'One of several processes: jax.distributed.initialize().')
+flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (implies --distributed).')
+flags.DEFINE_integer(
+  'num_processes', None, 'How many processes take part (with --coordinator_address).'
+)
+flags.DEFINE_integer('process_id', None, 'This process: 0 .. num_processes - 1.')
 
 
 def _usage_error(message: str, command: str | None = None):
@@ -194,6 +211,10 @@ def _main(argv):
   command, args = argv[1], argv[2:]
   if command not in COMMANDS:
     _usage_error(f'unknown command {command!r}; commands: {", ".join(COMMANDS)}')
+  if command in ('run', 'resume') and (FLAGS.distributed or FLAGS.coordinator_address):
+    from lth_jax import distributed
+
+    distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   if command == 'run':
     if FLAGS.config is None:
       _usage_error('lth run needs --config=experiments/<module>.py[:variant]', 'run')

@@ -33,6 +33,7 @@ import numpy as np
 from lth_jax import segment as segment_lib
 from lth_jax import train as train_lib
 from lth_jax.curve import Curve, evaluation_steps, new_curve
+from lth_jax.parallel import to_host
 
 PyTree = Any
 
@@ -178,9 +179,9 @@ def fit(
   orders = segment_lib.no_order(trainer.num_examples(), num_runs)
   if curve is None:
     curve = new_curve(first, until, eval_every=eval_every, num_runs=num_runs or 1)
-    inf = jnp.full((num_runs,) if num_runs else (), jnp.inf, jnp.float32)
+    inf = jnp.full_like(state.step, jnp.inf, jnp.float32)  # Placed like the state.
     row, curve.best = evaluate(state, segment_lib.best_of(state, inf), jnp.int32(first))
-    curve.add_rows([first], row)
+    curve.add_rows([first], to_host(row))
   loop = _Loop(hooks, until, eval_every)
   step = curve.last_step
   seconds_per_period = None
@@ -194,8 +195,9 @@ def fit(
       state, orders, curve.best, rows, done = segment(
         state, orders, curve.best, data_key, jnp.int32(step), jnp.int32(periods)
       )
+      rows, done = to_host((rows, done))
       done = int(done)
-      curve.add_rows([step + eval_every * (i + 1) for i in range(done)], np.asarray(rows)[:done])
+      curve.add_rows([step + eval_every * (i + 1) for i in range(done)], rows[:done])
       seconds_per_period = (time.monotonic() - began) / max(done, 1)
       step += done * eval_every
     else:  # A piece off the period grid: up to the next evaluation or hook step.
@@ -203,15 +205,15 @@ def fit(
       step = end
       if step == until or step % eval_every == 0:
         row, curve.best = evaluate(state, curve.best, jnp.int32(step))
-        curve.add_rows([step], row)
+        curve.add_rows([step], to_host(row))
     diverged = stop_when_diverged and curve.all_diverged()
     loop.after(step, state, curve, final=step == until or diverged)
-  curve.fill_best(np.asarray(evaluate_best(curve.best, state.masks)))
+  curve.fill_best(to_host(evaluate_best(curve.best, state.masks)))
   return state, curve
 
 
 def _step_of(state) -> int:
-  return int(np.asarray(state.step).reshape(-1)[0])
+  return int(np.asarray(to_host(state.step)).reshape(-1)[0])
 
 
 class _Loop:

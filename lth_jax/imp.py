@@ -258,12 +258,14 @@ def train_group(study: Study, store: Store, runs: Sequence[RunKey], starts, prog
     state = place(restored)
 
   def keep_rewind_state(step, state, curve):
+    # Every process gathers (a collective); the store decides who writes.
     host = parallel.to_host(state)
     for run, s in zip(runs, parallel.unstack(host, num_real) if stacked else [host]):
       store.trees.save(artifacts.rewind(run.seed), s)
 
   def save_progress(step, state, curve):
-    store.trees.save_progress(name, step, {'state': state, 'curve': curve.to_tree()})
+    tree = parallel.to_host({'state': state, 'curve': curve.to_tree()})
+    store.trees.save_progress(name, step, tree)
 
   resumed_at = first if curve is None else curve.last_step
   progress.start(_describe(runs), study.num_steps - resumed_at)

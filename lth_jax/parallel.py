@@ -109,12 +109,23 @@ def pad(items: Sequence[Any], multiple: int) -> list[Any]:
 
 
 def to_host(tree):
-  """Numpy copies of (possibly sharded, possibly multi-process) arrays."""
-  if jax.process_count() > 1:
+  """Numpy copies of (possibly sharded, possibly multi-process) arrays.
+
+  Arrays spread over several processes are gathered (a collective every
+  process must join); everything else is copied as it is.
+  """
+  leaves, treedef = jax.tree.flatten(tree)
+  spread = [
+    i for i, x in enumerate(leaves) if isinstance(x, jax.Array) and not x.is_fully_addressable
+  ]
+  host = jax.device_get([None if i in spread else x for i, x in enumerate(leaves)])
+  if spread:
     from jax.experimental import multihost_utils
 
-    return multihost_utils.process_allgather(tree, tiled=True)
-  return jax.device_get(tree)
+    gathered = multihost_utils.process_allgather([leaves[i] for i in spread], tiled=True)
+    for i, x in zip(spread, gathered, strict=True):
+      host[i] = x
+  return jax.tree.unflatten(treedef, host)
 
 
 def device_memory_bytes(device=None) -> int | None:

@@ -14,9 +14,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from lth_jax import imp, workdir
+from lth_jax import distributed, imp, workdir
 from lth_jax.errors import RunError
-from lth_jax.store import DiskStore, Store
+from lth_jax.store import DiskStore, Secondary, Store
 from lth_jax.study import Study
 
 STUDY_JSON = 'study.json'
@@ -59,11 +59,21 @@ def run_imp(
 
 @contextlib.contextmanager
 def opened(run_dir: Path, log) -> Iterator[Store]:
-  """The run directory's store, locked by this process and repaired after any crash."""
+  """The run directory's store, locked by this process and repaired after any crash.
+
+  With several processes (``lth_jax.distributed``) the primary one locks,
+  repairs and writes; the others read what it repaired and keep their own
+  results in memory.
+  """
+  if not distributed.is_primary():
+    distributed.barrier('lth: run directory repaired')
+    yield Secondary(run_dir)
+    return
   with workdir.Lock(run_dir, log=log):
     store = DiskStore(run_dir, log=log)
     for note in workdir.repair(store):
       log(f'repaired: {note}')
+    distributed.barrier('lth: run directory repaired')
     yield store
 
 
@@ -74,7 +84,8 @@ def run_in(
   from lth_jax import progress as progress_lib
 
   log(f'pruning plan ({study.inputs.describe()}):\n{study.plan.table()}')
-  if run_dir is not None:
+  writes = run_dir is not None and distributed.is_primary()
+  if writes:
     (run_dir / PLAN_JSON).write_text(study.plan.to_json() + '\n')
   store = store if store is not None else imp.MemoryStore()
   finished = store.results.finished()
@@ -85,7 +96,7 @@ def run_in(
     imp.run_imp(study, store, bars)
   finally:
     bars.finish()
-  if run_dir is not None:
+  if writes:
     workdir.sort_tables(store)
   return store
 

@@ -171,7 +171,7 @@ class DiskTrees:
     for old in self._progress_steps(name)[_KEEP_PROGRESS:]:
       checkpoint.remove(old)
 
-  def load_progress(self, name, like):
+  def load_progress(self, name, like, *, remove_damaged: bool = True):
     if not self.path(name).is_dir():
       return None
     for path in self._progress_steps(name):
@@ -179,7 +179,8 @@ class DiskTrees:
         tree = checkpoint.load(path, like)
       except CheckpointError as e:
         self.log(f'warning: {e} Falling back to the previous mid-level checkpoint.')
-        checkpoint.remove(path)
+        if remove_damaged:
+          checkpoint.remove(path)
         continue
       step = int(_PROGRESS_STEP.fullmatch(path.name).group(1))
       self.log(f'resuming {name.removeprefix(artifacts.PROGRESS + "/")} at step {step} from {path}')
@@ -253,3 +254,60 @@ def DiskStore(run_dir: str | os.PathLike, log=print) -> Store:  # noqa: N802
   """The ``Store`` of a run directory: checkpoints/ and the CSV tables."""
   run_dir = Path(run_dir)
   return Store(DiskTrees(run_dir / artifacts.CHECKPOINTS, log=log), DiskResults(run_dir))
+
+
+# ----------------------------------------------------------------------------- other processes
+
+
+class SecondaryTrees:
+  """A process other than the primary: reads the run directory, keeps its own writes in memory.
+
+  Every process computes the same trees; only the primary writes them to disk
+  (``lth_jax.distributed``).
+  """
+
+  def __init__(self, disk: DiskTrees):
+    self.disk, self.mine = disk, MemoryTrees()
+
+  def has(self, name):
+    return self.mine.has(name) or self.disk.has(name)
+
+  def load(self, name, like=None):
+    return self.mine.load(name) if self.mine.has(name) else self.disk.load(name, like)
+
+  def save(self, name, tree):
+    self.mine.save(name, tree)
+
+  def delete(self, name):
+    self.mine.delete(name)
+
+  def save_progress(self, name, step, tree):
+    del name, step, tree  # The primary keeps the progress.
+
+  def load_progress(self, name, like):
+    return self.disk.load_progress(name, like, remove_damaged=False)
+
+
+class SecondaryResults:
+  """Result rows of earlier launches from disk, this launch's in memory."""
+
+  def __init__(self, disk: DiskResults):
+    self.disk, self.mine = disk, MemoryResults()
+
+  def finished(self):
+    return {**self.disk.finished(), **self.mine.finished()}
+
+  def record(self, summary, curves, layers, seconds):
+    self.mine.record(summary, curves, layers, seconds)
+
+  def summary(self):
+    return self.disk.summary() + self.mine.summary()
+
+  def rows(self, table):
+    return self.disk.rows(table) + self.mine.rows(table)
+
+
+def Secondary(run_dir: str | os.PathLike) -> Store:  # noqa: N802
+  """The ``Store`` of a run directory for a process that does not write."""
+  disk = DiskStore(run_dir, log=lambda message: None)
+  return Store(SecondaryTrees(disk.trees), SecondaryResults(disk.results))

@@ -1,3 +1,5 @@
+import os
+
 import jax
 import pytest
 
@@ -48,3 +50,14 @@ def fashion_mnist(fashion_mnist_dir):
   from lth_jax import data
 
   return data.load('fashion_mnist', validation_size=5000, data_dir=fashion_mnist_dir)
+
+
+@pytest.fixture(scope='session')
+def subprocess_env(tmp_path_factory):
+  env = dict(os.environ)
+  # Later processes reuse the first one's compiled programs: seconds, not tens of them.
+  env['JAX_COMPILATION_CACHE_DIR'] = str(tmp_path_factory.mktemp('jax_cache'))
+  env['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+  env['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
+  env['JAX_PLATFORMS'] = 'cpu'
+  return env

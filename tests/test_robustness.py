@@ -12,18 +12,16 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from processes import TABLES, flags_of, kill_when, lth, progress_checkpoints
 
 from experiments import lenet300
 from lth_jax import checkpoint, cli, data, imp, results, workdir
@@ -32,7 +30,6 @@ from lth_jax import fit as fit_lib
 # ml_collections loads --config files with the deprecated importlib API.
 pytestmark = pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
 REPO = Path(__file__).resolve().parents[1]
-TABLES = ('summary.csv', 'curves.csv', 'layers.csv')
 # Long enough levels that a kill lands mid-level: 9 mid-level checkpoints per run.
 KEY = {'num_levels': 1, 'num_steps': 400, 'eval_every': 20, 'checkpoint_every': 40}
 
@@ -47,12 +44,6 @@ def smoke(data_dir, **overrides):
       target = target[part]
     target[[node, *path][-1]] = value
   return config
-
-
-def flags_of(data_dir, **overrides):
-  return ['--config=experiments/lenet300.py:smoke', f'--config.data.data_dir={data_dir}'] + [
-    f'--config.{k}={v}' for k, v in overrides.items()
-  ]
 
 
 @pytest.fixture(autouse=True)
@@ -87,11 +78,6 @@ def assert_same_results(run_dir: Path, reference: Path):
       assert np.array_equal(a, b), name
 
 
-def progress_checkpoints(run_dir: Path, level: int) -> list[Path]:
-  base = run_dir / 'checkpoints' / 'progress' / f'level_{level}'
-  return sorted(p for p in base.glob('*/at_*') if checkpoint.exists(p))
-
-
 # ---------------------------------------------------------------------------
 # Shared studies.
 
@@ -104,37 +90,6 @@ def reference(fashion_mnist_dir, tmp_path_factory):
     m.setattr(cli, '_write_report', lambda run_dir, log: None)
     study(smoke(fashion_mnist_dir, **KEY), workdir)
   return the_run_dir(workdir)
-
-
-@pytest.fixture(scope='module')
-def subprocess_env(tmp_path_factory):
-  env = dict(os.environ)
-  # Later processes reuse the first one's compiled programs: seconds, not tens of them.
-  env['JAX_COMPILATION_CACHE_DIR'] = str(tmp_path_factory.mktemp('jax_cache'))
-  env['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
-  env['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
-  env['JAX_PLATFORMS'] = 'cpu'
-  return env
-
-
-def lth(args, env, log_path: Path) -> subprocess.Popen:
-  code = 'import sys; from lth_jax.cli import main; sys.exit(main())'
-  with open(log_path, 'w') as log:
-    return subprocess.Popen(
-        [sys.executable, '-c', code, *args], cwd=REPO, env=env, stdout=log,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-
-
-def kill_when(proc: subprocess.Popen, ready, timeout: float = 240) -> None:
-  """SIGKILLs ``proc`` as soon as ``ready()`` holds; fails if it exits first."""
-  deadline = time.monotonic() + timeout
-  while not ready():
-    assert proc.poll() is None, 'the run ended before it could be interrupted'
-    assert time.monotonic() < deadline, 'timed out waiting for a mid-level checkpoint'
-    time.sleep(0.02)
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
 
 
 @pytest.fixture(scope='module')
