@@ -16,10 +16,11 @@ import time as _time
 STARTED = _time.time()  # When the package was imported: "seconds after start" in logs.
 
 from lth_jax.errors import ConfigError, DataError, LthError, RunError  # noqa: E402
+from lth_jax.make import make_study  # noqa: E402
 from lth_jax.plan import Plan, make_plan  # noqa: E402
 from lth_jax.runner import run_imp  # noqa: E402
 from lth_jax.store import DiskStore, MemoryStore, Store  # noqa: E402
-from lth_jax.study import Study, make_study  # noqa: E402
+from lth_jax.study import Study  # noqa: E402
 
 __all__ = [
   'ConfigError', 'DataError', 'DiskStore', 'LthError', 'MemoryStore', 'Plan', 'RunError', 'Store',

@@ -1,7 +1,7 @@
 """From a config to a ``Study``: the one place that reads a config.
 
 ``from_config`` loads the data set, builds the zoo model and the optimizer the
-config names and hands everything to ``study.make_study`` — the same
+config names and hands everything to ``make.make_study`` — the same
 constructor a notebook calls with its own model and data. Notebooks can call
 ``from_config(config)`` and then ``lth_jax.run_imp(study)`` to get exactly what
 ``lth run`` computes.
@@ -15,7 +15,8 @@ from lth_jax import config as config_lib
 from lth_jax import data as data_lib
 from lth_jax import models
 from lth_jax import plan as plan_lib
-from lth_jax.study import Study, make_study
+from lth_jax.make import make_study
+from lth_jax.study import Study
 
 
 def learning_rate_schedule(opt) -> optax.Schedule:

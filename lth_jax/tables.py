@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-  if not values:
-    return float('nan'), float('nan')
-  return statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
+from lth_jax.results import arm_rank, is_diverged, mean_std
 
 
 def level_table(rows: Iterable[Mapping]) -> str:
   """Per level and arm: weights remaining, early-stop iteration, test accuracy there.
 
-  Means over seeds (± standard deviation with several seeds); diverged runs are
+  Means over seeds (± sample standard deviation, ``results.mean_std``); diverged runs are
   left out of the means and counted in their own column.
   """
   groups: dict[tuple[int, str], list[Mapping]] = defaultdict(list)
@@ -26,11 +21,11 @@ def level_table(rows: Iterable[Mapping]) -> str:
     f'{"level":>5}  {"remaining":>9}  {"arm":<12} {"early-stop it":>15}  '
     f'{"test acc @ early stop":>22}  {"seeds":>5}  {"diverged":>8}'
   ]
-  order = lambda item: (item[0][0], item[0][1] != 'ticket', item[0][1])  # Ticket first.
+  order = lambda item: (item[0][0], arm_rank(item[0][1]), item[0][1])
   for (level, arm), members in sorted(groups.items(), key=order):
-    ok = [r for r in members if str(r['diverged']) in ('0', 'False')]
-    stop = _mean_std([float(r['early_stop_step']) for r in ok])
-    acc = _mean_std([100 * float(r['test_accuracy_at_early_stop']) for r in ok])
+    ok = [r for r in members if not is_diverged(r)]
+    stop = mean_std([float(r['early_stop_step']) for r in ok])
+    acc = mean_std([100 * float(r['test_accuracy_at_early_stop']) for r in ok])
     remaining = 100 * float(members[0]['weights_remaining'])
     lines.append(
       f'{level:>5}  {remaining:>8.1f}%  {arm:<12} {stop[0]:>8.0f} ± {stop[1]:<4.0f}  '
