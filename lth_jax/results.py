@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -58,6 +59,11 @@ def is_diverged(row: Mapping) -> bool:
 def sort_arms(arms: Iterable[str]) -> list[str]:
   arms = set(arms)
   return [a for a in ARM_ORDER if a in arms] + sorted(arms - set(ARM_ORDER))
+
+
+def natural_key(name: str) -> list:
+  """Sort key that puts 'conv_2' before 'conv_10' (layer names in tables and figures)."""
+  return [int(t) if t.isdigit() else t for t in re.split(r'(\d+)', name)]
 
 
 def arm_rank(arm: str) -> int:

@@ -1,0 +1,73 @@
+"""``write_report``: every section of a run's report, each guarded, rendered to HTML and Markdown."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from lth_jax.report import sections, weight_sections
+from lth_jax.report.analysis import Run, config_value, load_run
+from lth_jax.report.document import Doc, to_html, to_markdown
+from lth_jax.report.figures import FIGURE_NAMES
+
+Section = Callable[[Run, Doc], None]
+
+# The report's sections, in order: (name, function(run, doc)). Add a section with one line here.
+SECTIONS: list[tuple[str, Section]] = [
+  ('header', sections.section_header),
+  ('accuracy', sections.section_accuracy),
+  ('training curves', sections.section_curves),
+  ('generalization gap', sections.section_gap),
+  ('layers', weight_sections.section_layers),
+  ('initial weights', weight_sections.section_init),
+  ('mask overlap', weight_sections.section_overlap),
+]
+
+
+def run_section(name: str, section: Section, run: Run, doc: Doc) -> bool:
+  """Runs one section; a failure becomes a note, so the rest of the report is still written."""
+  try:
+    section(run, doc)
+    return True
+  except Exception as e:  # A broken section must not cost the other figures.
+    logging.exception('report: section %s failed', name)
+    doc.note(f'Section "{name}" could not be drawn: {type(e).__name__}: {e}')
+    return False
+
+
+def render(doc: Doc, out_dir: Path, title: str) -> Path:
+  """Writes ``out_dir/report.md`` and ``out_dir/index.html``; returns the latter."""
+  (out_dir / 'report.md').write_text(to_markdown(doc))
+  index = out_dir / 'index.html'
+  index.write_text(to_html(doc, title))
+  return index
+
+
+def write_report(
+  run_dir: str | os.PathLike,
+  *,
+  curve_levels: Sequence[int] | None = None,
+  sections: Sequence[tuple[str, Section]] | None = None,
+) -> Path:
+  """Writes ``run_dir/report/index.html`` and ``report.md`` (figures beside them).
+
+  Args:
+    run_dir: a finished or partially finished run directory.
+    curve_levels: levels shown in the training-curve figure (default: up to four,
+      including the paper's 51.3/21.1/7.0% remaining when present).
+    sections: (name, function(run, doc)) pairs to draw instead of ``SECTIONS``.
+
+  Returns:
+    The path of ``index.html``.
+  """
+  run = load_run(run_dir)
+  run.curve_levels = curve_levels
+  run.out_dir.mkdir(parents=True, exist_ok=True)
+  for name in FIGURE_NAMES:  # A figure skipped now must not survive from an earlier report.
+    (run.out_dir / name).unlink(missing_ok=True)
+  doc = Doc()
+  for name, section in SECTIONS if sections is None else sections:
+    run_section(name, section, run, doc)
+  return render(doc, run.out_dir, f'LTH report: {config_value(run.config, "name")}')
