@@ -4,6 +4,7 @@ usage:
     lth run --config=experiments/lenet300.py[:variant] --workdir=DIR [--config.key=value ...]
     lth resume RUN_DIR
     lth report RUN_DIR
+    lth compare RUN_DIR RUN_DIR ... [--labels=a,b,...] --output=DIR
     lth ls [WORKDIR]
 
 Run `lth COMMAND --help` for what a command does and its options.
@@ -57,6 +58,17 @@ Writes RUN_DIR/report/index.html and report.md with their figures (accuracy and
 early-stopping iteration vs weights remaining, training curves, weights per
 layer, initial weights). Works on unfinished runs too. Prints the path of
 index.html.
+""",
+  'compare': """usage: lth compare RUN_DIR RUN_DIR ... [--labels=a,b,...] --output=DIR
+
+Writes one report of two or more run directories into DIR (index.html,
+report.md, PNG figures and CSV tables): test accuracy and early-stopping
+iteration at early stop against weights remaining, one line per run and arm,
+error bars over seeds (sample std), and the table behind each figure.
+
+options:
+  --labels=a,b,...  one legend label per RUN_DIR (default: the directory names)
+  --output=DIR      where to write the comparison (created if missing)
 """,
   'ls': """usage: lth ls [WORKDIR]
 
@@ -184,6 +196,8 @@ flags.DEFINE_integer(
   'num_processes', None, 'How many processes take part (with --coordinator_address).'
 )
 flags.DEFINE_integer('process_id', None, 'This process: 0 .. num_processes - 1.')
+flags.DEFINE_string('output', None, 'lth compare: the directory to write the comparison into.')
+flags.DEFINE_list('labels', None, 'lth compare: one label per run directory, comma-separated.')
 
 
 def _usage_error(message: str, command: str | None = None):
@@ -227,6 +241,8 @@ def _main(argv):
     from lth_jax import report
 
     print(report.write_report(Path(args[0])))
+  elif command == 'compare':
+    compare(args)
   elif command == 'ls' and len(args) <= 1:
     root = Path(args[0] if args else FLAGS.workdir)
     if not root.is_dir():
@@ -235,6 +251,17 @@ def _main(argv):
   else:
     wanted = 'at most one WORKDIR' if command == 'ls' else 'one RUN_DIR'
     _usage_error(f'lth {command} takes {wanted}, got {len(args)} arguments', command)
+
+
+def compare(args: list[str]) -> None:
+  """lth compare: the run directories in ``args``, --labels and --output from the flags."""
+  if len(args) < 2:
+    _usage_error(f'lth compare needs at least 2 RUN_DIRs, got {len(args)}', 'compare')
+  if not FLAGS.output:
+    _usage_error('lth compare needs --output=DIR (where to write the comparison)', 'compare')
+  from lth_jax.report import compare as compare_lib
+
+  print(compare_lib.write_comparison(args, output=FLAGS.output, labels=FLAGS.labels))
 
 
 def _loaded_config() -> ml_collections.ConfigDict:
@@ -291,6 +318,8 @@ def main(argv=None):
 def _parse_flags(argv):
   for name in [n for n in FLAGS if n.startswith('config.')]:
     delattr(FLAGS, name)  # Overrides of an earlier main() in this process: defined again below.
+  for name in ('output', 'labels'):  # Nor may an earlier main()'s compare flags stay set.
+    FLAGS[name].unparse()
   try:
     return FLAGS(argv)
   except Exception as e:  # ml_collections raises more than flags.Error for bad overrides.

@@ -5,7 +5,8 @@ directory (``config.json``, ``summary.csv``, ``curves.csv``, ``layers.csv`` and
 ``checkpoints/``) and writes ``run_dir/report/index.html`` and
 ``run_dir/report/report.md``, with the PNG figures beside them. It works on
 partial runs (missing levels, arms, files or checkpoints): a figure whose inputs
-are missing is replaced by a note, never an exception.
+are missing is replaced by a note, never an exception. ``write_comparison``
+(``compare``) overlays several run directories in one report (``lth compare``).
 
 Diverged trainings (``diverged == 1``) are never averaged: they are counted in
 the tables and left out of every mean, standard deviation and curve. Error bars
@@ -15,7 +16,8 @@ Modules: ``analysis`` (tables as columns, statistics over seeds, the loaded
 ``Run``), ``masks`` (mask overlap and initial weights from checkpoints),
 ``figures``, ``document`` (``Doc``, rendered as HTML and Markdown),
 ``sections`` and ``weight_sections`` (one function per section), ``references``
-(the paper's numbers, read from the recipes' ``PAPER`` dicts), ``write``.
+(the paper's numbers, read from the recipes' ``PAPER`` dicts), ``write``,
+``compare``.
 
 Adding a section (e.g. for a CSV an analysis writes into the run directory)::
 
@@ -50,6 +52,7 @@ from lth_jax.report.analysis import (
   read_csv,
   select_curve_levels,
 )
+from lth_jax.report.compare import write_comparison
 from lth_jax.report.document import Doc, pct_label
 from lth_jax.report.figures import ARM_LABELS, FIGURE_NAMES
 from lth_jax.report.masks import (
@@ -67,5 +70,6 @@ __all__ = [
   'ARM_LABELS', 'FIGURE_NAMES', 'SECTIONS', 'ArmStats', 'Columns', 'Doc', 'Overlap', 'Run',
   'Section', 'aggregate', 'init_weight_data', 'jaccard', 'layer_table', 'load_run',
   'mask_overlap', 'mean_curves', 'mean_pairwise_jaccard', 'pct_label', 'prunable_leaves',
-  'random_jaccard', 'read_csv', 'run_section', 'select_curve_levels', 'write_report',
+  'random_jaccard', 'read_csv', 'run_section', 'select_curve_levels', 'write_comparison',
+  'write_report',
 ]  # fmt: skip

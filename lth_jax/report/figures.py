@@ -83,9 +83,12 @@ def _dense_line(ax, dense: ArmStats | None, getter: Callable, scale: float, unit
     ax.axhspan(scale * (mean - std), scale * (mean + std), color='k', alpha=0.08, lw=0)
 
 
-def errorbar_lines(ax, lines: dict[str, tuple[list[ArmStats], str]], getter, scale):
-  """One error-bar line per {label: (stats, colour)}, dodged slightly so error bars stay apart."""
-  for i, (label, (group, color)) in enumerate(lines.items()):
+def errorbar_lines(ax, lines: dict[str, tuple[list[ArmStats], dict]], getter, scale):
+  """One error-bar line per {label: (stats, style)}, dodged slightly so error bars stay apart.
+
+  ``style``: keyword arguments of ``ax.errorbar`` (e.g. color, ls).
+  """
+  for i, (label, (group, style)) in enumerate(lines.items()):
     group = [s for s in group if math.isfinite(getter(s)[0])]
     if not group:
       continue
@@ -93,7 +96,7 @@ def errorbar_lines(ax, lines: dict[str, tuple[list[ArmStats], str]], getter, sca
     x = np.array([s.remaining for s in group]) * dodge
     y = np.array([getter(s)[0] for s in group]) * scale
     err = np.nan_to_num(np.array([getter(s)[1] for s in group]) * scale)
-    ax.errorbar(x, y, yerr=err, marker='o', ms=4, capsize=3, lw=1.5, color=color, label=label)
+    ax.errorbar(x, y, yerr=err, marker='o', ms=4, capsize=3, lw=1.5, label=label, **style)
 
 
 def figure_vs_remaining(stats, path: Path, *, getter, scale, ylabel, title, unit) -> str:
@@ -101,7 +104,7 @@ def figure_vs_remaining(stats, path: Path, *, getter, scale, ylabel, title, unit
   fig, axes = new_figure()
   ax = axes[0, 0]
   all_arms = [s.arm for s in stats]
-  lines = {arm_label(a): (g, arm_color(a, all_arms)) for a, g in by_arm(stats).items()}
+  lines = {arm_label(a): (g, {'color': arm_color(a, all_arms)}) for a, g in by_arm(stats).items()}
   errorbar_lines(ax, lines, getter, scale)
   dense = next((s for s in stats if s.level == 0 and s.arm == 'ticket'), None)
   _dense_line(ax, dense, getter, scale, unit)
