@@ -325,8 +325,14 @@ class _IdxBuilder(_LthBuilder, skip_registration=True):
     lines = [
       f'{self.name}: the raw files {sorted(IDX_FILES.values())} were not found in any of '
       f'{searched}.',
-      'Fix: put all four files in one directory and pass it as manual_dir'
-      + ('' if downloading else ', or call load(..., download=True) to fetch them')
+      'Fix: put all four files in one directory and pass it as --config.data.manual_dir=DIR '
+      '(lth run) or manual_dir (lth_jax.data.load)'
+      + (
+        ''
+        if downloading
+        else '; or allow downloading them: --config.data.download=true '
+        '(lth run) or download=True (lth_jax.data.load)'
+      )
       + '.',
     ]
     if self.APT_HINT:
@@ -437,8 +443,14 @@ class LthCifar10(_LthBuilder):
     return (
       f'{self.name}: neither {CIFAR10_ARCHIVE} nor an extracted {CIFAR10_DIR}/ '
       f'({", ".join((*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH))}) was found in any of '
-      f'{searched}.\nFix: put one of them in a directory and pass it as manual_dir'
-      + ('' if downloading else ', or call load(..., download=True) to fetch the archive')
+      f'{searched}.\nFix: put one of them in a directory and pass it as '
+      '--config.data.manual_dir=DIR (lth run) or manual_dir (lth_jax.data.load)'
+      + (
+        ''
+        if downloading
+        else '; or allow downloading the archive: --config.data.download=true '
+        '(lth run) or download=True (lth_jax.data.load)'
+      )
       + '.'
     )
 
