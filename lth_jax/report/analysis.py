@@ -61,7 +61,8 @@ def where(cols: Columns, **conditions) -> np.ndarray:
 
 def diverged(summary: Columns) -> np.ndarray:
   """Boolean row selector of the diverged runs of a summary table."""
-  return summary['diverged'] == 1 if 'diverged' in summary else np.zeros(size(summary), bool)
+  values = summary.get('diverged', np.zeros(size(summary)))
+  return np.array([results.is_diverged({'diverged': v}) for v in values], dtype=bool)
 
 
 @dataclass(frozen=True)

@@ -127,37 +127,31 @@ STATS_HEADERS = [
 ]
 
 
+# Figures 1 and 2: (ArmStats field, scale, unit, y label, title, caption).
+VS_REMAINING = (
+  ('test_acc', 100, '%', 'Test accuracy at early stop (%)',
+   'Test accuracy at the early-stopping iteration',
+   'Figure 1. Test accuracy at the iteration of minimum validation loss; mean ± std over seeds.'),
+  ('early_stop', 1, '', 'Early-stop iteration (minimum validation loss)',
+   'Early-stopping iteration',
+   'Figure 2. Iteration of minimum validation loss (lower = learns faster); mean ± std '
+   'over seeds.'),
+)  # fmt: skip
+
+
 def section_accuracy(run: Run, doc: Doc):
   """Figures 1–2 and the main per-(level, arm) table."""
   doc.heading('Accuracy and early stopping vs weights remaining')
   if not run.stats:
     doc.note('summary.csv is missing or empty: no finished level yet.')
     return
-  doc.image(
-    figures.figure_vs_remaining(
-      run.stats,
-      run.out_dir / figures.FIGURE_NAMES[0],
-      getter=lambda s: s.test_acc,
-      scale=100,
-      ylabel='Test accuracy at early stop (%)',
-      unit='%',
-      title='Test accuracy at the early-stopping iteration',
-    ),
-    'Figure 1. Test accuracy at the iteration of minimum validation loss; mean ± std over seeds.',
-  )
-  doc.image(
-    figures.figure_vs_remaining(
-      run.stats,
-      run.out_dir / figures.FIGURE_NAMES[1],
-      getter=lambda s: s.early_stop,
-      scale=1,
-      ylabel='Early-stop iteration (minimum validation loss)',
-      unit='',
-      title='Early-stopping iteration',
-    ),
-    'Figure 2. Iteration of minimum validation loss (lower = learns faster); mean ± std '
-    'over seeds.',
-  )
+  for i, (name, scale, unit, ylabel, title, caption) in enumerate(VS_REMAINING):
+    path = run.out_dir / figures.FIGURE_NAMES[i]
+    getter = lambda s, name=name: getattr(s, name)
+    figure = figures.figure_vs_remaining(
+      run.stats, path, getter=getter, scale=scale, ylabel=ylabel, title=title, unit=unit
+    )
+    doc.image(figure, caption)
   doc.table(
     STATS_HEADERS,
     stats_rows(run.stats),
