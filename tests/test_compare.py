@@ -99,6 +99,9 @@ def test_compare_refuses_a_directory_without_summary(two_runs, tmp_path, capsys)
   assert _lth_compare(two_runs[0], tmp_path, f'--output={tmp_path / "out"}') == 1
   err = capsys.readouterr().err
   assert err.startswith('lth: error:') and f'{tmp_path} has no summary.csv' in err
+  (tmp_path / 'summary.csv').write_text(','.join(results.SUMMARY_COLUMNS) + '\n')
+  assert _lth_compare(two_runs[0], tmp_path, f'--output={tmp_path / "out"}') == 1
+  assert f'{tmp_path} has an empty summary.csv' in capsys.readouterr().err
   assert not (tmp_path / 'out').exists()
 
 

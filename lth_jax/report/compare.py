@@ -60,9 +60,11 @@ def check_inputs(run_dirs: Sequence, labels: Sequence[str] | None) -> list[str]:
       'pass two or more RUN_DIRs (each holds a summary.csv).'
     )
   for run_dir in map(Path, run_dirs):
-    if not (run_dir / results.SUMMARY).is_file():
+    summary = run_dir / results.SUMMARY
+    if not summary.is_file() or not results.read_rows(summary):
+      problem = 'an empty' if summary.is_file() else 'no'
       raise RunError(
-        f'{run_dir} has no {results.SUMMARY}: pass run directories of `lth run` '
+        f'{run_dir} has {problem} {results.SUMMARY}: pass run directories of `lth run` '
         '(<workdir>/<name>-<hash>/) with at least one finished run.'
       )
   if labels is None:
