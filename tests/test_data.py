@@ -10,7 +10,7 @@ import fake_data
 import numpy as np
 import pytest
 
-from lth_jax import data
+from lth_jax import data, raw_files
 
 FASHION_DIR = '/usr/share/datasets/fashion-mnist'
 
@@ -117,24 +117,24 @@ def test_cifar10_manual_dir_may_be_the_extracted_dir(tmp_path):
   _assert_split(ds, written, validation_size=1)
 
 
-def test_cifar_channels_are_hwc(builders):
+def test_cifar_channels_are_hwc():
   # Row layout is 1024 R, 1024 G, 1024 B: a batch whose planes are constant 1, 2, 3.
   import pickle
 
   row = np.repeat(np.array([1, 2, 3], np.uint8), 1024)[None]
   raw = pickle.dumps({b'data': row, b'labels': [4]}, protocol=2)
-  images, labels = builders.parse_cifar_batch(raw, 'batch')
+  images, labels = raw_files.parse_cifar_batch(raw, 'batch')
   assert images.shape == (1, 32, 32, 3)
   np.testing.assert_array_equal(images[0, 5, 7], [1, 2, 3])
   assert labels.tolist() == [4]
 
 
-def test_cifar_pickle_with_foreign_globals_is_refused(builders):
+def test_cifar_pickle_with_foreign_globals_is_refused():
   import pickle
 
   raw = pickle.dumps({b'data': os.getcwd, b'labels': []})
   with pytest.raises(data.DataError, match='evil_batch.*not a CIFAR-10 python batch'):
-    builders.parse_cifar_batch(raw, 'evil_batch')
+    raw_files.parse_cifar_batch(raw, 'evil_batch')
 
 
 def test_missing_files_error_explains_the_fix(tmp_path):
