@@ -145,7 +145,7 @@ class _LthBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return found
     if not self._allow_download:
       raise DataError(self._missing_message(searched, downloading=False))
-    reason = network.unreachable(self.URL_BASE)
+    reason = network.unreachable(self.URL_BASE + next(iter(self.CHECKSUMS)))
     if reason:
       raise DataError(
         f'{self.DATASET}: cannot download its raw files: {reason}; this machine seems to be '

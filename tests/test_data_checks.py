@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.server
 import os
 import re
 import socket
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -147,37 +149,78 @@ def test_an_archive_is_checked_too(tmp_path):
 # --------------------------------------------------------------------------- offline
 
 
-def test_probe_connects_to_a_listening_host_and_names_a_closed_one(closed_port):
-  with socket.socket() as server:
-    server.bind(('127.0.0.1', 0))
-    server.listen()
-    assert network.unreachable(f'http://127.0.0.1:{server.getsockname()[1]}/x') is None
+@pytest.fixture
+def http_server():
+  """Starts local HTTP servers answering HEAD with a given status; yields a factory of them."""
+  servers, seen = [], []
+
+  def start(status: int) -> str:
+    class Handler(http.server.BaseHTTPRequestHandler):
+      def do_HEAD(self):
+        seen.append(self.path)
+        self.send_response(status)
+        self.end_headers()
+
+      def log_message(self, *args):
+        pass
+
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    servers.append(server)
+    return f'127.0.0.1:{server.server_address[1]}'
+
+  start.seen = seen
+  yield start
+  for server in servers:
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch):
+  for var in ('HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY', 'NO_PROXY'):
+    monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv(var.lower(), raising=False)
+
+
+def test_probe_answers_for_a_server_and_names_a_closed_port(http_server, closed_port, no_proxy_env):
+  assert network.unreachable(f'http://{http_server(404)}/x') is None  # An answer: reachable.
   reason = network.unreachable(f'http://127.0.0.1:{closed_port}/x', timeout=2)
-  assert reason.startswith(f'127.0.0.1:{closed_port} cannot be reached')
+  assert reason == f'127.0.0.1:{closed_port} cannot be reached (Connection refused)'
+  gateway = http_server(502)  # A proxy whose upstream is gone answers 5xx: not reachable.
+  assert (
+    network.unreachable(f'http://{gateway}/x')
+    == f'{gateway} cannot be reached (HTTP 502 Bad Gateway)'
+  )
 
 
-def test_probe_goes_through_the_proxy_unless_bypassed(monkeypatch, closed_port):
-  with socket.socket() as proxy:
-    proxy.bind(('127.0.0.1', 0))
-    proxy.listen()
-    monkeypatch.setenv('HTTPS_PROXY', f'127.0.0.1:{proxy.getsockname()[1]}')
-    monkeypatch.delenv('NO_PROXY', raising=False)
-    monkeypatch.delenv('no_proxy', raising=False)
-    # A name that cannot resolve: reachable all the same, the proxy answers for it.
-    assert network.unreachable('https://host.invalid/file') is None
-    monkeypatch.setenv('HTTPS_PROXY', f'http://127.0.0.1:{closed_port}')
-    assert '(the proxy for host.invalid)' in network.unreachable('https://host.invalid/file')
-    monkeypatch.setenv('NO_PROXY', 'host.invalid')
-    assert 'host.invalid:443 cannot be reached' in network.unreachable('https://host.invalid/f')
+def test_probe_goes_through_the_proxy_unless_bypassed(
+  http_server, closed_port, no_proxy_env, monkeypatch
+):
+  proxy = http_server(404)
+  monkeypatch.setenv('HTTP_PROXY', f'http://{proxy}')
+  # A name that cannot resolve: reachable all the same, the proxy answers for it.
+  assert network.unreachable('http://host.invalid/file') is None
+  assert http_server.seen == ['http://host.invalid/file']
+  monkeypatch.setenv('HTTP_PROXY', f'http://127.0.0.1:{closed_port}')
+  reason = network.unreachable('http://host.invalid/file')
+  assert (
+    reason
+    == f'127.0.0.1:{closed_port} (the proxy for host.invalid) cannot be reached (Connection refused)'
+  )
+  monkeypatch.setenv('NO_PROXY', 'host.invalid')
+  assert network.unreachable('http://host.invalid/file').startswith(
+    'host.invalid:80 cannot be reached'
+  )
 
 
 def test_probe_gives_up_after_its_timeout(monkeypatch):
   # A host that never answers (a stalled name lookup or connection): the probe stops waiting.
-  def stalled(*args, **kwargs):
+  def stalled(url, timeout):
     time.sleep(3)
-    raise TimeoutError('timed out')
+    return 'too late'
 
-  monkeypatch.setattr(network.socket, 'create_connection', stalled)
+  monkeypatch.setattr(network, '_head', stalled)
   start = time.monotonic()
   reason = network.unreachable('http://slow.example/x', timeout=0.3)
   assert reason == 'slow.example:80 did not answer within 0.3 s'
