@@ -92,7 +92,7 @@ def download_checksums(name: str) -> dict[str, Known]:
       }
   raise DataError(
     f'tensorflow-datasets {tfds.__version__} ships no checksums for {name} (looked for '
-    f'{list(candidates)}); install the version pinned in pyproject.toml, or {OVERRIDE}.'
+    f'{list(candidates)}); install one that does (4.9.10 does).'
   )
 
 
@@ -100,7 +100,7 @@ def known_checksums(name: str) -> dict[str, Known]:
   """{file name: Known} of every raw file of ``name`` that can be checked."""
   if name == 'cifar10':
     return {**_CIFAR10_ARCHIVE, **_CIFAR10_BATCHES}
-  return download_checksums(name)
+  return dict(download_checksums(name))
 
 
 def verify(path: str | os.PathLike, *, dataset: str, filename: str) -> None:
