@@ -49,6 +49,7 @@ def load_data(config) -> data_lib.Dataset:
     data_dir=d.data_dir or None,
     manual_dir=d.manual_dir or None,
     download=d.download,
+    verify_checksums=d.verify_checksums,
   )
 
 

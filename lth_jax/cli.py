@@ -90,6 +90,9 @@ def run_study(config, workdir_path, *, log=print, progress: bool | None = None) 
   primary = distributed.is_primary()
   if not primary:  # Several processes: the primary one writes and speaks.
     log, progress = (lambda message: None), False
+  log(f'loading {config.data.name} ...')
+  # Before the run directory exists: bad data or no network leaves no empty directory behind.
+  study = build.from_config(config, validated=True)
   run_dir = (
     workdir.prepare(workdir_path, config) if primary else workdir.run_dir_for(workdir_path, config)
   )
@@ -97,8 +100,6 @@ def run_study(config, workdir_path, *, log=print, progress: bool | None = None) 
     finished = store.results.finished()
     if finished:
       log(f'resuming {run_dir}: {len(finished)} runs already finished')
-    log(f'loading {config.data.name} ...')
-    study = build.from_config(config, validated=True)
     log(f'{config.name}: {imp_describe(study)}; results in {run_dir}')
     runner.run_in(study, store, log=log, progress=progress, run_dir=run_dir)
     rows = store.summary
@@ -148,6 +149,7 @@ def _write_report(run_dir: Path, log) -> None:
 def resume(run_dir: Path, log=print) -> Path:
   cfg = ml_collections.ConfigDict(workdir.load_config_json(run_dir))
   _restore_tuples(cfg)
+  config_lib.add_missing_defaults(cfg)
   expected = workdir.run_dir_for(run_dir.parent, cfg)
   if expected.resolve() != run_dir.resolve():
     raise RunError(

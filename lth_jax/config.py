@@ -23,6 +23,9 @@ EXECUTION_KEYS = ('parallel', 'max_parallel_runs', 'checkpoint_every', 'checkpoi
 # also left out, so a finished study grows in place and trains only the new runs.
 GROWTH_KEYS = ('num_levels', 'num_seeds', 'arms')
 LOCATION_KEYS = ('data.data_dir', 'data.download')
+# Keys added after run directories existed: left out of the hash while at these
+# defaults, so older directories keep their names; any other value is hashed.
+DEFAULT_ONLY = {'data.verify_checksums': True}
 
 # Training-set sizes before the validation split, to check sizes up front.
 TRAIN_SIZES = {'mnist': 60_000, 'fashion_mnist': 60_000, 'cifar10': 50_000}
@@ -44,6 +47,7 @@ def default_config() -> ml_collections.ConfigDict:
       'data_dir': '', 'manual_dir': '', 'download': True, 'augment': False,
       'standardize': True,
   })  # fmt: skip
+  c.data.verify_checksums = True
   c.optimizer = ml_collections.ConfigDict({
       'name': 'adam', 'learning_rate': 1.2e-3, 'momentum': 0.9, 'weight_decay': 0.0,
       'warmup_steps': 0, 'milestones': (), 'decay_factor': 0.1,
@@ -132,6 +136,7 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     'data.download': _BOOL,
     'data.augment': _BOOL,
   'data.standardize': _BOOL,
+  'data.verify_checksums': _BOOL,
     'optimizer.name': _choice({'adam', 'sgd'}),
     'optimizer.learning_rate': ((lambda v: _is_num(v) and 0 < v <= 10), 'a number in (0, 10]'),
     'optimizer.momentum': _rate(),
@@ -263,11 +268,23 @@ def to_json(config) -> str:
   return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)
 
 
+def add_missing_defaults(config) -> None:
+  """Gives a config saved before a ``DEFAULT_ONLY`` key existed that key's default, in place."""
+  for key, value in DEFAULT_ONLY.items():
+    *sections, name = key.split('.')
+    node = config
+    for section in sections:
+      node = node[section]
+    if name not in node:
+      node[name] = value
+
+
 def study_hash(config) -> str:
   """Names a study's results: the config less the keys that do not change them."""
   import hashlib
 
   left_out = (*EXECUTION_KEYS, *GROWTH_KEYS, *LOCATION_KEYS)
   d = {k: v for k, v in flatten(config.to_dict()).items() if k not in left_out}
+  d = {k: v for k, v in d.items() if k not in DEFAULT_ONLY or v != DEFAULT_ONLY[k]}
   d = {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
   return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]

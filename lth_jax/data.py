@@ -59,6 +59,7 @@ def load(
   data_dir: str | None = None,
   manual_dir: str | None = None,
   download: bool = True,
+  verify_checksums: bool = True,
 ) -> Dataset:
   """Loads a dataset into numpy arrays, preparing it with tfds on first use.
 
@@ -76,14 +77,18 @@ def load(
       Only read while preparing.
     download: if the raw files are not found locally, download them from the
       canonical sources (sha256 verified) into ``<data_dir>/downloads``. Only
-      matters while preparing.
+      matters while preparing. When the download host cannot be reached, fails
+      at once (``DataError``) instead of retrying.
+    verify_checksums: check raw files found locally against the data set's
+      known checksums (``lth_jax.checksums``) and refuse any other file; turn
+      off only for a deliberately modified copy. Only matters while preparing.
 
   Returns:
     The ``Dataset``.
 
   Raises:
     DataError: unknown name, bad ``validation_size``, or raw files missing,
-      corrupt or not downloadable.
+      corrupt, not the original ones or not downloadable.
   """
   if name not in DATASETS:
     raise DataError(f'Unknown dataset {name!r}; choose one of {DATASETS}.')
@@ -93,7 +98,9 @@ def load(
     raise DataError(f'validation_size must be >= 0, got {validation_size}.')
   validation_size = int(validation_size)
 
-  train_x, train_y, test_x, test_y = _read_prepared(name, data_dir, manual_dir, download)
+  train_x, train_y, test_x, test_y = _read_prepared(
+    name, data_dir, manual_dir, download=download, verify_checksums=verify_checksums
+  )
   if validation_size >= len(train_x):
     raise DataError(
       f'validation_size={validation_size} leaves no training data: {name} has only '
@@ -135,11 +142,13 @@ def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return (mean / 255).astype(np.float32), (std / 255).astype(np.float32)
 
 
-def _read_prepared(name, data_dir, manual_dir, download):
+def _read_prepared(name, data_dir, manual_dir, *, download, verify_checksums):
   # tfds is imported here, not at module import: importing lth_jax.data stays cheap.
   from lth_jax import tfds_builders
 
-  builder = tfds_builders.BUILDERS[name](data_dir=data_dir, allow_download=download)
+  builder = tfds_builders.BUILDERS[name](
+    data_dir=data_dir, allow_download=download, verify_checksums=verify_checksums
+  )
   prepare(builder, manual_dir=manual_dir)
   train_x, train_y = tfds_builders.read_split(builder, 'train')
   test_x, test_y = tfds_builders.read_split(builder, 'test')
@@ -147,11 +156,19 @@ def _read_prepared(name, data_dir, manual_dir, download):
 
 
 def prepare(builder, *, manual_dir: str | None = None) -> None:
-  """Runs ``builder.download_and_prepare`` as array_record, once; later calls are no-ops."""
+  """Runs ``builder.download_and_prepare`` as array_record, once; later calls are no-ops.
+
+  The raw files are found and checked (or the download host probed) first, so a
+  bad file or a missing network fails before tfds starts any work.
+  """
   import tensorflow_datasets as tfds
 
-  if builder.is_prepared():
+  # Without its dataset_info.json a version folder is not prepared; asking tfds
+  # then logs a warning, a second line on a failed command's output.
+  info = os.path.join(builder.data_dir, 'dataset_info.json')
+  if os.path.isfile(info) and builder.is_prepared():
     return
+  builder.locate(os.fspath(manual_dir) if manual_dir is not None else None)
   config = tfds.download.DownloadConfig(
     manual_dir=os.fspath(manual_dir) if manual_dir is not None else None,
     # Otherwise tfds asks GCS whether a prepared copy exists: a network call.

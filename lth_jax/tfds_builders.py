@@ -5,8 +5,10 @@ which needs TensorFlow. These builders store images as ``tfds.features.Tensor``
 (raw bytes) in ``array_record`` files and are read back with
 ``builder.as_data_source()``, so the whole pipeline runs on numpy alone.
 
-Raw files come either from ``manual_dir`` (offline) or from the canonical URLs
-that tfds itself uses, verified against hardcoded sha256 checksums. Once a
+Raw files (read by ``lth_jax.raw_files``) come either from ``manual_dir``
+(offline) or from the canonical URLs that tfds itself uses; both are checked
+against the known checksums of ``lth_jax.checksums``. Without a network the
+download fails at once (``lth_jax.network``), not after tfds' retries. Once a
 dataset is prepared under ``data_dir`` the raw files are never needed again.
 
 Builder names are prefixed with ``lth_`` (``lth_mnist``, ``lth_fashion_mnist``,
@@ -15,13 +17,7 @@ Builder names are prefixed with ``lth_`` (``lth_mnist``, ``lth_fashion_mnist``,
 
 from __future__ import annotations
 
-import gzip
-import io
 import os
-import pickle
-import struct
-import tarfile
-import zlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -29,207 +25,65 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.download import checksums as tfds_checksums
 from tensorflow_datasets.proto import tf_example_pb2
 
+from lth_jax import checksums, network
 from lth_jax.errors import DataError
+from lth_jax.raw_files import (
+  CIFAR10_ARCHIVE,
+  CIFAR10_DIR,
+  CIFAR10_TEST_BATCH,
+  CIFAR10_TRAIN_BATCHES,
+  IDX_FILES,
+  NUM_CLASSES,
+  read_cifar10,
+  read_idx_pair,
+)
 
-NUM_CLASSES = 10
 # Examples decoded per `__getitems__` call: big enough to amortise the call,
 # small enough not to hold every serialized record in memory at once.
 _READ_CHUNK = 8192
 
-IDX_FILES = {
-  'train_images': 'train-images-idx3-ubyte.gz',
-  'train_labels': 'train-labels-idx1-ubyte.gz',
-  'test_images': 't10k-images-idx3-ubyte.gz',
-  'test_labels': 't10k-labels-idx1-ubyte.gz',
-}
-_IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
-_IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
-
-CIFAR10_ARCHIVE = 'cifar-10-python.tar.gz'
-CIFAR10_DIR = 'cifar-10-batches-py'
-CIFAR10_TRAIN_BATCHES = tuple(f'data_batch_{i}' for i in range(1, 6))
-CIFAR10_TEST_BATCH = 'test_batch'
-
-
-# --------------------------------------------------------------------------- raw formats
-
-
-def read_idx(path: str | os.PathLike, *, magic: int) -> np.ndarray:
-  """Reads a gzipped IDX file of unsigned bytes into a uint8 array.
-
-  Args:
-    path: the ``*-ubyte.gz`` file.
-    magic: the expected magic number (2051 for images, 2049 for labels).
-
-  Returns:
-    uint8 array with the dimensions stored in the header.
-
-  Raises:
-    DataError: the file is not gzip, is truncated, or has the wrong header.
-  """
-  fix = 'replace it with an intact copy of the original file'
-  try:
-    with gzip.open(path, 'rb') as f:
-      raw = f.read()
-  except (OSError, EOFError, zlib.error) as e:
-    raise DataError(f'{path}: not a readable gzip file ({e}); {fix}.') from e
-  if len(raw) < 4:
-    raise DataError(f'{path}: too short for an IDX header; {fix}.')
-  (found,) = struct.unpack('>I', raw[:4])
-  if found != magic:
-    raise DataError(f'{path}: IDX magic number {found}, expected {magic}; {fix}.')
-  ndim = magic & 0xFF
-  header = 4 + 4 * ndim
-  if len(raw) < header:
-    raise DataError(f'{path}: truncated IDX header; {fix}.')
-  dims = struct.unpack(f'>{ndim}I', raw[4:header])
-  expected = int(np.prod(dims))
-  if len(raw) - header != expected:
-    raise DataError(
-      f'{path}: IDX header promises {expected} bytes {dims}, file holds {len(raw) - header}; {fix}.'
-    )
-  return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
-
-
-def read_idx_pair(images_path, labels_path) -> tuple[np.ndarray, np.ndarray]:
-  """Reads matching IDX image/label files into ([N, 28, 28, 1] uint8, [N] int64)."""
-  images = read_idx(images_path, magic=_IDX_IMAGES_MAGIC)
-  labels = read_idx(labels_path, magic=_IDX_LABELS_MAGIC)
-  if len(images) != len(labels):
-    raise DataError(
-      f'{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels; '
-      'the files are from different datasets or damaged.'
-    )
-  _check_labels(labels, labels_path)
-  return images[..., None], labels.astype(np.int64)
-
-
-def _check_labels(labels: np.ndarray, where) -> None:
-  if labels.size and int(labels.max()) >= NUM_CLASSES:
-    raise DataError(f'{where}: label {int(labels.max())} is outside 0..{NUM_CLASSES - 1}.')
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-  """Unpickler that only rebuilds numpy arrays: a CIFAR batch needs nothing else.
-
-  Pickles can run arbitrary code; refusing every other global keeps a
-  tampered manual_dir from doing so.
-  """
-
-  _ALLOWED = {
-    ('numpy.core.multiarray', '_reconstruct'),
-    ('numpy._core.multiarray', '_reconstruct'),
-    ('numpy', 'ndarray'),
-    ('numpy', 'dtype'),
-    # Protocol-2 pickles written by Python 3 spell bytes as _codecs.encode(str, 'latin1').
-    ('_codecs', 'encode'),
-  }
-
-  def find_class(self, module, name):
-    if (module, name) not in self._ALLOWED:
-      raise pickle.UnpicklingError(f'global {module}.{name} is not allowed in a CIFAR batch')
-    return super().find_class(module, name)
-
-
-def parse_cifar_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
-  """Parses one CIFAR-10 python batch into ([N, 32, 32, 3] uint8, [N] int64).
-
-  Args:
-    raw: the pickled batch (dict with b'data' uint8 [N, 3072] and b'labels').
-    where: the file name, for error messages.
-  """
-  fix = 'replace it with the file from the original cifar-10-python.tar.gz'
-  try:
-    batch = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding='bytes').load()
-    data = np.asarray(batch[b'data'], dtype=np.uint8)
-    labels = np.asarray(batch[b'labels'], dtype=np.int64)
-  except Exception as e:  # A damaged pickle can fail in many ways; all mean the same.
-    raise DataError(f'{where}: not a CIFAR-10 python batch ({e!r}); {fix}.') from e
-  if data.ndim != 2 or data.shape[1] != 3072 or labels.shape != (data.shape[0],):
-    raise DataError(
-      f'{where}: data {data.shape} / labels {labels.shape}, expected [N, 3072] / [N]; {fix}.'
-    )
-  _check_labels(labels, where)
-  # Rows are channel-major (1024 red, 1024 green, 1024 blue), each row-major 32x32.
-  images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-  return np.ascontiguousarray(images), labels
-
-
-def read_cifar10(source: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """Reads CIFAR-10 from the python archive or its extracted ``cifar-10-batches-py`` dir.
-
-  Returns:
-    {'train': (images, labels), 'test': (images, labels)}; train is batches 1..5 in order.
-  """
-  names = (*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH)
-  if os.path.isdir(source):
-    raw = {}
-    for n in names:
-      with open(os.path.join(source, n), 'rb') as f:
-        raw[n] = f.read()
-  else:
-    raw = _read_cifar_archive(source, names)
-  parsed = {n: parse_cifar_batch(raw[n], os.path.join(source, n)) for n in names}
-  train = [parsed[n] for n in CIFAR10_TRAIN_BATCHES]
-  return {
-    'train': (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])),
-    'test': parsed[CIFAR10_TEST_BATCH],
-  }
-
-
-def _read_cifar_archive(path, names) -> dict[str, bytes]:
-  # Members are read straight from the tar stream: no 180 MB extraction on disk.
-  wanted = {f'{CIFAR10_DIR}/{n}': n for n in names}
-  raw = {}
-  try:
-    with tarfile.open(path, 'r:gz') as tar:
-      for member in tar:
-        if member.name in wanted and member.isfile():
-          raw[wanted[member.name]] = tar.extractfile(member).read()
-  except (OSError, EOFError, tarfile.TarError, zlib.error) as e:
-    raise DataError(f'{path}: not a readable tar.gz archive ({e}); replace it.') from e
-  missing = [f'{CIFAR10_DIR}/{n}' for n in names if n not in raw]
-  if missing:
-    raise DataError(f'{path} lacks {missing}; it is not the CIFAR-10 python archive.')
-  return raw
-
-
 # --------------------------------------------------------------------------- builders
 
 
-def _url_infos(base: str, checksums: Mapping[str, tuple[int, str]]):
+def _url_infos(base: str, known: Mapping[str, checksums.Known]):
   return {
-    base + fname: tfds_checksums.UrlInfo(size=size, checksum=sha, filename=fname)
-    for fname, (size, sha) in checksums.items()
+    base + fname: tfds_checksums.UrlInfo(size=k.size, checksum=k.digest, filename=fname)
+    for fname, k in known.items()
   }
 
 
 class _LthBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """Shared plumbing: features, example generation, and finding the raw files.
+  """Shared plumbing: features, example generation, and finding and checking the raw files.
 
-  Raw files are looked for in ``dl_manager.manual_dir`` (the ``manual_dir`` of
-  the ``DownloadConfig``, else ``<data_dir>/downloads/manual``), then in
-  ``DEFAULT_MANUAL_DIRS``, and only then downloaded (if allowed).
+  Raw files are looked for in the manual directory (the ``manual_dir`` of the
+  ``DownloadConfig``, else ``<data_dir>/downloads/manual``), then in
+  ``DEFAULT_MANUAL_DIRS``, checked against their known checksums, and only
+  then downloaded (if allowed and the download host answers).
   """
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Tensor features in array_record files, readable without TF.'}
+  DATASET: str  # The name in lth_jax.data.DATASETS.
   IMAGE_SHAPE: tuple[int, int, int]
   URL_BASE: str
-  # filename -> (size in bytes, sha256) of the canonical downloads.
-  CHECKSUMS: Mapping[str, tuple[int, str]]
-  # Directories searched after dl_manager.manual_dir, e.g. a Debian package's.
+  # filename -> Known(size, sha256) of the canonical downloads.
+  CHECKSUMS: Mapping[str, checksums.Known]
+  # Directories searched after the manual directory, e.g. a Debian package's.
   DEFAULT_MANUAL_DIRS: tuple[str, ...] = ()
   HOMEPAGE: str = ''
+  RAW_FILES: str  # The raw files in words, for messages.
 
-  def __init__(self, *, allow_download: bool = True, **kwargs):
+  def __init__(self, *, allow_download: bool = True, verify_checksums: bool = True, **kwargs):
     """Creates the builder.
 
     Args:
       allow_download: fetch raw files missing locally from the canonical URLs.
+      verify_checksums: refuse local raw files whose digest is not the known one.
       **kwargs: passed to ``tfds.core.GeneratorBasedBuilder`` (``data_dir``, ...).
     """
     self._allow_download = allow_download
+    self._verify_checksums = verify_checksums
+    self._located: dict[str, str] | None = None
     super().__init__(**kwargs)
 
   @tfds.core.utils.classproperty
@@ -258,39 +112,65 @@ class _LthBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     )
 
   def _split_generators(self, dl_manager):
-    arrays = self._read_raw(dl_manager)
-    return {split: self._generate_examples(*xy) for split, xy in arrays.items()}
+    paths = self._located or self.locate(os.fspath(dl_manager._manual_dir))
+    if paths is None:
+      paths = self._download(dl_manager)
+    return {split: self._generate_examples(*xy) for split, xy in self._parse(paths).items()}
 
   def _generate_examples(self, images: np.ndarray, labels: np.ndarray):
     for i, (image, label) in enumerate(zip(images, labels, strict=True)):
       yield i, {'image': image, 'label': int(label)}
 
-  def _read_raw(self, dl_manager) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    raise NotImplementedError
-
   # ------------------------------------------------------------------ source resolution
 
-  def _manual_dirs(self, dl_manager) -> list[str]:
-    # dl_manager.manual_dir raises when the directory is missing or empty. That
-    # only means "nothing there"; the private path is kept to name it in errors.
-    try:
-      dirs = [os.fspath(dl_manager.manual_dir)]
-    except AssertionError:
-      dirs = [os.fspath(dl_manager._manual_dir)]
-    return dirs + [d for d in self.DEFAULT_MANUAL_DIRS if d not in dirs]
+  def locate(self, manual_dir: str | None = None) -> dict[str, str] | None:
+    """The local raw files, checked, as {file name: path}; None when they are to be downloaded.
 
-  def _download(self, dl_manager, filenames: list[str], searched: list[str]) -> dict[str, str]:
+    Args:
+      manual_dir: the manual directory; defaults to ``<data_dir>/downloads/manual``.
+
+    Raises:
+      DataError: a file fails its checksum, files are missing and downloading is
+        off, or the download host cannot be reached.
+    """
+    manual_dir = manual_dir or os.fspath(self.data_dir_root / 'downloads' / 'manual')
+    searched = [manual_dir] + [d for d in self.DEFAULT_MANUAL_DIRS if d != manual_dir]
+    for d in searched:
+      found = self._find(d)
+      if found:
+        if self._verify_checksums:
+          for filename, path in sorted(found.items(), key=lambda kv: os.path.getsize(kv[1])):
+            checksums.verify(path, dataset=self.DATASET, filename=filename)  # Smallest first.
+        self._located = found
+        return found
     if not self._allow_download:
       raise DataError(self._missing_message(searched, downloading=False))
-    urls = {f: self.URL_BASE + f for f in filenames}
+    reason = network.unreachable(self.URL_BASE + next(iter(self.CHECKSUMS)))
+    if reason:
+      raise DataError(
+        f'{self.DATASET}: cannot download its raw files: {reason}; this machine seems to be '
+        f'offline. Fix: put {self.RAW_FILES} in a directory and pass it as manual_dir '
+        '(lth run: --config.data.manual_dir=DIR), or run where there is internet.'
+      )
+    return None
+
+  def _download(self, dl_manager) -> dict[str, str]:
+    urls = {f: self.URL_BASE + f for f in self.CHECKSUMS}
     try:
       paths = dl_manager.download(urls)
     except Exception as e:  # Network, HTTP and checksum errors all need the same fix.
+      searched = [os.fspath(dl_manager._manual_dir), *self.DEFAULT_MANUAL_DIRS]
       raise DataError(
         f'Downloading {sorted(urls.values())} failed: {e}\n'
         + self._missing_message(searched, downloading=True)
       ) from e
     return {f: os.fspath(p) for f, p in paths.items()}
+
+  def _find(self, directory: str) -> dict[str, str] | None:
+    raise NotImplementedError
+
+  def _parse(self, paths: dict[str, str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    raise NotImplementedError
 
   def _missing_message(self, searched: list[str], *, downloading: bool) -> str:
     raise NotImplementedError
@@ -301,25 +181,21 @@ class _IdxBuilder(_LthBuilder, skip_registration=True):
 
   IMAGE_SHAPE = (28, 28, 1)
   APT_HINT = ''
+  RAW_FILES = f'the four files {sorted(IDX_FILES.values())}'
 
-  def _read_raw(self, dl_manager):
-    paths = self._find_idx_files(dl_manager)
+  def _parse(self, paths):
+    p = {k: paths[f] for k, f in IDX_FILES.items()}
     return {
-      'train': read_idx_pair(paths['train_images'], paths['train_labels']),
-      'test': read_idx_pair(paths['test_images'], paths['test_labels']),
+      'train': read_idx_pair(p['train_images'], p['train_labels']),
+      'test': read_idx_pair(p['test_images'], p['test_labels']),
     }
 
-  def _find_idx_files(self, dl_manager) -> dict[str, str]:
-    searched = self._manual_dirs(dl_manager)
-    for d in searched:
-      present = [f for f in IDX_FILES.values() if os.path.isfile(os.path.join(d, f))]
-      if len(present) == len(IDX_FILES):
-        return {k: os.path.join(d, f) for k, f in IDX_FILES.items()}
-      if present:  # A half-filled directory is a mistake worth reporting, not skipping.
-        missing = sorted(set(IDX_FILES.values()) - set(present))
-        raise DataError(f'{d} has {sorted(present)} but lacks {missing}; add them there.')
-    downloaded = self._download(dl_manager, list(IDX_FILES.values()), searched)
-    return {k: downloaded[f] for k, f in IDX_FILES.items()}
+  def _find(self, directory):
+    present = [f for f in IDX_FILES.values() if os.path.isfile(os.path.join(directory, f))]
+    if present and len(present) < len(IDX_FILES):  # A mistake worth reporting, not skipping.
+      missing = sorted(set(IDX_FILES.values()) - set(present))
+      raise DataError(f'{directory} has {sorted(present)} but lacks {missing}; add them there.')
+    return {f: os.path.join(directory, f) for f in present} or None
 
   def _missing_message(self, searched, *, downloading):
     lines = [
@@ -343,27 +219,11 @@ class _IdxBuilder(_LthBuilder, skip_registration=True):
 class LthMnist(_IdxBuilder):
   """MNIST handwritten digits, 28x28x1 uint8, stored as raw tensors (no TensorFlow needed)."""
 
+  DATASET = 'mnist'
   HOMEPAGE = 'http://yann.lecun.com/exdb/mnist/'
-  # The CVDF mirror and checksums from tfds' url_checksums/mnist.txt.
+  # The CVDF mirror tfds uses; checksums from tfds' url_checksums/mnist.txt.
   URL_BASE = 'https://storage.googleapis.com/cvdf-datasets/mnist/'
-  CHECKSUMS = {
-    'train-images-idx3-ubyte.gz': (
-      9912422,
-      '440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609',
-    ),
-    'train-labels-idx1-ubyte.gz': (
-      28881,
-      '3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c',
-    ),
-    't10k-images-idx3-ubyte.gz': (
-      1648877,
-      '8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6',
-    ),
-    't10k-labels-idx1-ubyte.gz': (
-      4542,
-      'f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6',
-    ),
-  }
+  CHECKSUMS = checksums.download_checksums('mnist')
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
     f'Put the four MNIST files {sorted(IDX_FILES.values())} in the manual directory.'
   )
@@ -372,29 +232,13 @@ class LthMnist(_IdxBuilder):
 class LthFashionMnist(_IdxBuilder):
   """Fashion-MNIST (Zalando), 28x28x1 uint8, stored as raw tensors (no TensorFlow needed)."""
 
+  DATASET = 'fashion_mnist'
   HOMEPAGE = 'https://github.com/zalandoresearch/fashion-mnist'
-  # Source and checksums from tfds' url_checksums/fashion_mnist.txt.
+  # The source tfds uses; checksums from tfds' url_checksums/fashion_mnist.txt.
   URL_BASE = 'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/'
-  CHECKSUMS = {
-    'train-images-idx3-ubyte.gz': (
-      26421880,
-      '3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84',
-    ),
-    'train-labels-idx1-ubyte.gz': (
-      29515,
-      'a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845',
-    ),
-    't10k-images-idx3-ubyte.gz': (
-      4422102,
-      '346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073',
-    ),
-    't10k-labels-idx1-ubyte.gz': (
-      5148,
-      '67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5',
-    ),
-  }
-  # Debian's dataset-fashion-mnist. Its .gz files are recompressed (different
-  # sha256 from the download) but hold the same IDX bytes, checked by parsing.
+  CHECKSUMS = checksums.download_checksums('fashion_mnist')
+  # Debian's dataset-fashion-mnist: the canonical files with a normalised gzip
+  # header, which lth_jax.checksums puts back before comparing digests.
   DEFAULT_MANUAL_DIRS = ('/usr/share/datasets/fashion-mnist',)
   APT_HINT = (
     'On Debian/Ubuntu, `apt-get install dataset-fashion-mnist` provides them in '
@@ -409,35 +253,29 @@ class LthFashionMnist(_IdxBuilder):
 class LthCifar10(_LthBuilder):
   """CIFAR-10, 32x32x3 uint8 from the python-pickle archive (no TensorFlow needed)."""
 
+  DATASET = 'cifar10'
   IMAGE_SHAPE = (32, 32, 3)
   HOMEPAGE = 'https://www.cs.toronto.edu/~kriz/cifar.html'
   URL_BASE = 'https://www.cs.toronto.edu/~kriz/'
-  # tfds itself uses the binary archive; this sha256 of the python archive is the
-  # one Keras' cifar10 loader verifies (its md5 c58f30108f718f92721af3b95e74349a
-  # is the one published with torchvision).
-  CHECKSUMS = {
-    CIFAR10_ARCHIVE: (
-      170498071,
-      '6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce',
-    ),
-  }
+  CHECKSUMS = checksums.download_checksums('cifar10')
+  RAW_FILES = f'{CIFAR10_ARCHIVE} (or the extracted {CIFAR10_DIR}/)'
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
     f'Put {CIFAR10_ARCHIVE}, or the extracted {CIFAR10_DIR}/ directory, in the manual directory.'
   )
 
-  def _read_raw(self, dl_manager):
-    return read_cifar10(self._find_source(dl_manager))
+  def _parse(self, paths):
+    if CIFAR10_ARCHIVE in paths:
+      return read_cifar10(paths[CIFAR10_ARCHIVE])
+    return read_cifar10(os.path.dirname(paths[CIFAR10_TEST_BATCH]))
 
-  def _find_source(self, dl_manager) -> str:
-    searched = self._manual_dirs(dl_manager)
-    for d in searched:
-      extracted = os.path.join(d, CIFAR10_DIR)
-      for candidate in (extracted, d):  # manual_dir may itself be the extracted directory.
-        if all(os.path.isfile(os.path.join(candidate, n)) for n in CIFAR10_TRAIN_BATCHES):
-          return candidate
-      if os.path.isfile(os.path.join(d, CIFAR10_ARCHIVE)):
-        return os.path.join(d, CIFAR10_ARCHIVE)
-    return self._download(dl_manager, [CIFAR10_ARCHIVE], searched)[CIFAR10_ARCHIVE]
+  def _find(self, directory):
+    batches = (*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH)
+    # The manual directory may hold the extracted directory or be it.
+    for candidate in (os.path.join(directory, CIFAR10_DIR), directory):
+      if all(os.path.isfile(os.path.join(candidate, n)) for n in batches):
+        return {n: os.path.join(candidate, n) for n in batches}
+    archive = os.path.join(directory, CIFAR10_ARCHIVE)
+    return {CIFAR10_ARCHIVE: archive} if os.path.isfile(archive) else None
 
   def _missing_message(self, searched, *, downloading):
     return (

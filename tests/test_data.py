@@ -10,7 +10,7 @@ import fake_data
 import numpy as np
 import pytest
 
-from lth_jax import data
+from lth_jax import data, raw_files
 
 FASHION_DIR = '/usr/share/datasets/fashion-mnist'
 
@@ -55,6 +55,7 @@ def test_idx_roundtrip(name, tmp_path):
     data_dir=str(tmp_path / 'tfds'),
     manual_dir=str(tmp_path / 'raw'),
     download=False,
+    verify_checksums=False,
   )
   assert ds.name == name
   assert ds.train_x.shape == (43, 28, 28, 1)
@@ -68,7 +69,8 @@ def test_idx_roundtrip(name, tmp_path):
 def test_prepared_data_needs_no_raw_files(tmp_path):
   raw, tfds_dir = tmp_path / 'raw', str(tmp_path / 'tfds')
   written = fake_data.write_idx_dataset(raw, num_train=30, num_test=10)
-  data.load('mnist', validation_size=5, data_dir=tfds_dir, manual_dir=str(raw), download=False)
+  data.load('mnist', validation_size=5, data_dir=tfds_dir, manual_dir=str(raw), download=False,
+            verify_checksums=False)  # fmt: skip
   shutil.rmtree(raw)
   # A different validation_size on the cached data re-splits the same order.
   ds = data.load('mnist', validation_size=10, data_dir=tfds_dir, download=False)
@@ -83,6 +85,7 @@ def test_validation_size_zero(tmp_path):
     data_dir=str(tmp_path / 'tfds'),
     manual_dir=str(tmp_path / 'raw'),
     download=False,
+    verify_checksums=False,
   )
   assert ds.val_x.shape == (0, 28, 28, 1) and ds.val_y.shape == (0,)
   _assert_split(ds, written, validation_size=0)
@@ -99,6 +102,7 @@ def test_cifar10_roundtrip(as_archive, tmp_path):
     data_dir=str(tmp_path / 'tfds'),
     manual_dir=str(tmp_path / 'raw'),
     download=False,
+    verify_checksums=False,
   )
   assert ds.train_x.shape == (26, 32, 32, 3) and ds.test_x.shape == (5, 32, 32, 3)
   _assert_split(ds, written, validation_size=4)
@@ -113,28 +117,29 @@ def test_cifar10_manual_dir_may_be_the_extracted_dir(tmp_path):
     data_dir=str(tmp_path / 'tfds'),
     manual_dir=str(tmp_path / 'cifar-10-batches-py'),
     download=False,
+    verify_checksums=False,
   )
   _assert_split(ds, written, validation_size=1)
 
 
-def test_cifar_channels_are_hwc(builders):
+def test_cifar_channels_are_hwc():
   # Row layout is 1024 R, 1024 G, 1024 B: a batch whose planes are constant 1, 2, 3.
   import pickle
 
   row = np.repeat(np.array([1, 2, 3], np.uint8), 1024)[None]
   raw = pickle.dumps({b'data': row, b'labels': [4]}, protocol=2)
-  images, labels = builders.parse_cifar_batch(raw, 'batch')
+  images, labels = raw_files.parse_cifar_batch(raw, 'batch')
   assert images.shape == (1, 32, 32, 3)
   np.testing.assert_array_equal(images[0, 5, 7], [1, 2, 3])
   assert labels.tolist() == [4]
 
 
-def test_cifar_pickle_with_foreign_globals_is_refused(builders):
+def test_cifar_pickle_with_foreign_globals_is_refused():
   import pickle
 
   raw = pickle.dumps({b'data': os.getcwd, b'labels': []})
   with pytest.raises(data.DataError, match='evil_batch.*not a CIFAR-10 python batch'):
-    builders.parse_cifar_batch(raw, 'evil_batch')
+    raw_files.parse_cifar_batch(raw, 'evil_batch')
 
 
 def test_missing_files_error_explains_the_fix(tmp_path):
@@ -147,6 +152,7 @@ def test_missing_files_error_explains_the_fix(tmp_path):
       data_dir=str(tmp_path / 'tfds'),
       manual_dir=str(empty),
       download=False,
+      verify_checksums=False,
     )
   msg = str(err.value)
   assert str(empty) in msg and 'train-images-idx3-ubyte.gz' in msg
@@ -182,6 +188,7 @@ def test_failed_prepare_leaves_nothing_behind(tmp_path):
     data_dir=str(tmp_path),
     manual_dir=str(tmp_path / 'raw'),
     download=False,
+    verify_checksums=False,
   )
   _assert_split(ds, written, validation_size=1)
 
@@ -218,6 +225,7 @@ def test_corrupt_idx_names_the_file(damage, match, tmp_path):
       data_dir=str(tmp_path / 'tfds'),
       manual_dir=str(raw),
       download=False,
+      verify_checksums=False,
     )
   assert 'train-images-idx3-ubyte.gz' in str(err.value)
 
@@ -232,6 +240,7 @@ def test_corrupt_cifar_archive_names_the_file(tmp_path):
       data_dir=str(tmp_path / 'tfds'),
       manual_dir=str(tmp_path / 'raw'),
       download=False,
+      verify_checksums=False,
     )
 
 
@@ -256,6 +265,7 @@ def test_validation_size_must_leave_training_data(tmp_path):
       data_dir=str(tmp_path / 'tfds'),
       manual_dir=str(tmp_path / 'raw'),
       download=False,
+      verify_checksums=False,
     )
 
 
@@ -324,11 +334,13 @@ def local_mirror(tmp_path):
 def _point_mnist_at(builders, monkeypatch, url: str, root, *, corrupt_checksum=False):
   import hashlib
 
+  from lth_jax.checksums import Known
+
   checksums = {}
   for name in builders.IDX_FILES.values():
     raw = (root / name).read_bytes()
     sha = hashlib.sha256(raw).hexdigest()
-    checksums[name] = (len(raw), '0' * 64 if corrupt_checksum else sha)
+    checksums[name] = Known(len(raw), '0' * 64 if corrupt_checksum else sha)
   monkeypatch.setattr(builders.LthMnist, 'URL_BASE', url)
   monkeypatch.setattr(builders.LthMnist, 'CHECKSUMS', checksums)
 
