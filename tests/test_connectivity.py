@@ -128,3 +128,32 @@ def test_batch_norm_statistics_recomputed_as_a_running_average_by_hand(key):
   p, s = train_lib.init_variables(plain.model, key, (28, 28, 1))
   lenet = train_lib.create_state(plain, p, s)
   assert connectivity.recompute_batch_stats(plain, lenet, fake_data(100), key) is lenet
+
+
+def test_path_of_a_batch_norm_network_recomputes_statistics_at_every_alpha(key):
+  task = train_lib.Task(TinyBN(), optax.adam(1e-2), batch_size=10, mean=(0.5,), std=(0.25,))
+  params, model_state = train_lib.init_variables(task.model, key, (4, 4, 1))
+  start = train_lib.create_state(task, params, model_state)
+  rng = np.random.default_rng(1)
+  data = train_lib.DataArrays(
+    jnp.asarray(rng.integers(0, 256, (60, 4, 4, 1), dtype=np.uint8)),
+    jnp.asarray(rng.integers(0, 10, 60), jnp.int32),
+  )
+  steps, _ = train_lib.compiled(task, vmapped=False)
+  a, _ = steps(jax.device_get(start), data, jax.random.key(1), 12)
+  b, _ = steps(jax.device_get(start), data, jax.random.key(2), 12)
+  split = train_lib.make_eval_split(np.asarray(data.x), np.asarray(data.y), 30)
+  grid = connectivity.alphas(3)
+  bn_key = jax.random.key(7)
+  losses, _ = connectivity.path_metrics(task, a, b, split, grid, bn_data=data, bn_key=bn_key)
+  plain, _ = connectivity.path_metrics(task, a, b, split, grid)
+  for i, alpha in enumerate(np.asarray(grid)):
+    mixed = connectivity.interpolate_state(a, b, alpha)
+    recomputed = connectivity.recompute_batch_stats(task, mixed, data, bn_key)
+    assert float(losses[i]) == pytest.approx(
+      float(train_lib.evaluate(task, recomputed, split)[0]), rel=1e-5
+    )
+    assert float(plain[i]) == pytest.approx(
+      float(train_lib.evaluate(task, mixed, split)[0]), rel=1e-5
+    )
+  assert not np.allclose(losses, plain)  # The statistics did change.
