@@ -56,3 +56,42 @@ def test_every_variant_is_a_valid_config():
   assert lmc.get_config('vgg16').model.name == 'vgg16'
   with pytest.raises(ValueError, match='unknown variant'):
     lmc.get_config('mnist')
+
+
+def test_smoke_variant_end_to_end_and_resumed(fashion_mnist_dir, tmp_path):
+  from lth_jax import cli, lmc_figures
+  from lth_jax import lmc as lmc_lib
+  from lth_jax.results import read_rows
+
+  config = lmc.get_config('smoke')
+  config.data.data_dir = fashion_mnist_dir
+  config.parallel = 'false'
+  logged = []
+  lmc_dir = cli.run_study(config, tmp_path, log=logged.append, progress=False)
+  assert lmc_dir.name.startswith('lmc-smoke-')
+  instability = (lmc_dir / 'instability.csv').read_text().splitlines()
+  assert instability[0] == (
+    'seed,level,weights_remaining,rewind_step,error_a,error_b,max_path_error,instability'
+  )
+  rows = read_rows(lmc_dir / 'instability.csv')
+  assert [(r['rewind_step'], r['level']) for r in rows] == [
+    ('0', '0'), ('0', '1'), ('20', '0'), ('20', '1'),
+  ]  # fmt: skip
+  assert float(rows[0]['weights_remaining']) == 1.0 > float(rows[1]['weights_remaining'])
+  path = read_rows(lmc_dir / 'interpolation.csv')
+  assert list(path[0]) == ['seed', 'level', 'rewind_step', 'alpha', 'test_loss', 'test_error']
+  assert len(path) == 4 * 3
+  for k in (0, 20):  # Each k: an ordinary run directory with its pairs beside summary.csv.
+    k_dir = lmc_dir / f'rewind_{k}'
+    assert len(read_rows(k_dir / 'summary.csv')) == 2
+    assert len(read_rows(k_dir / lmc_lib.INSTABILITY)) == 2
+    assert (k_dir / 'config.json').exists()
+  for name in lmc_figures.FIGURES:
+    assert (lmc_dir / 'report' / name).stat().st_size > 0
+  assert any('instability %' in line for line in logged)
+  # Run again: every IMP run and every pair is already there; nothing is recomputed.
+  before = (lmc_dir / 'instability.csv').read_text()
+  logged.clear()
+  cli.run_study(config, tmp_path, log=logged.append, progress=False)
+  assert (lmc_dir / 'instability.csv').read_text() == before
+  assert not [line for line in logged if line.startswith(('k=', 'done:'))]
