@@ -75,12 +75,9 @@ def path_figure(interpolation_rows, instability_rows, path: Path) -> None:
       ax.errorbar(alphas, means, yerr=stds, marker='.', capsize=2, label=f'k = {k}')
     share = remaining.get(level, 1.0)
     ax.set_title(f'level {level} ({100 * share:.1f}% of weights)')
-    ax.set_xlabel('interpolation α')
-    ax.set_ylabel('test error (%)')
+    ax.set(xlabel='interpolation α', ylabel='test error (%)')
     ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def instability_figure(instability_rows, path: Path) -> None:
@@ -97,12 +94,9 @@ def instability_figure(instability_rows, path: Path) -> None:
     ax.errorbar(ks, means, yerr=stds, marker='o', capsize=3, label=label)
   ax.set_xscale('symlog', linthresh=100)
   ax.axhline(0.0, color='gray', lw=0.8)
-  ax.set_xlabel('rewind iteration k')
-  ax.set_ylabel('instability (% test error)')
+  ax.set(xlabel='rewind iteration k', ylabel='instability (% test error)')
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def accuracy_figure(summaries: dict[int, list[dict]], path: Path) -> None:
@@ -121,9 +115,14 @@ def accuracy_figure(summaries: dict[int, list[dict]], path: Path) -> None:
       ax.errorbar(shares, means, yerr=stds, marker='o', capsize=3, label=f'rewind to k = {k}')
   ax.set_xscale('log')
   ax.invert_xaxis()
-  ax.set_xlabel('weights remaining (%)')
-  ax.set_ylabel('test accuracy at early stop (%)')
+  ax.set(xlabel='weights remaining (%)', ylabel='test accuracy at early stop (%)')
   ax.legend(fontsize=8)
+  _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+  import matplotlib.pyplot as plt
+
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
