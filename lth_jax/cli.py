@@ -233,9 +233,12 @@ def _main(argv):
   elif command == 'resume' and len(args) == 1:
     resume(Path(args[0]))
   elif command == 'report' and len(args) == 1:
-    from lth_jax import report
+    from lth_jax import lmc_study, report
 
-    print(report.write_report(Path(args[0])))
+    if lmc_study.is_lmc_dir(Path(args[0])):  # An LMC study: its own figures.
+      print(lmc_study.write_figures(Path(args[0])))
+    else:
+      print(report.write_report(Path(args[0])))
   elif command == 'ls' and len(args) <= 1:
     root = Path(args[0] if args else FLAGS.workdir)
     if not root.is_dir():

@@ -97,6 +97,20 @@ def instability_table(rows) -> str:
   return '\n'.join(lines)
 
 
+def is_lmc_dir(run_dir: Path) -> bool:
+  """Whether ``run_dir`` holds an LMC study (its config names rewind steps)."""
+  config = workdir.load_config_json(run_dir)
+  return bool(config.get('lmc', {}).get('rewind_steps'))
+
+
+def write_figures(lmc_dir: Path) -> Path:
+  """(Re)writes the figures of an LMC study from its tables; returns the report directory."""
+  from lth_jax import lmc_figures
+
+  gather(lmc_dir, workdir.load_config_json(lmc_dir)['lmc']['rewind_steps'])
+  return lmc_figures.write_figures(lmc_dir)
+
+
 def _write_figures(lmc_dir: Path, log) -> None:
   try:
     from lth_jax import lmc_figures

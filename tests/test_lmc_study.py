@@ -59,7 +59,7 @@ def test_every_variant_is_a_valid_config():
 
 
 def test_smoke_variant_end_to_end_and_resumed(fashion_mnist_dir, tmp_path):
-  from lth_jax import cli, lmc_figures
+  from lth_jax import cli, lmc_figures, lmc_study
   from lth_jax import lmc as lmc_lib
   from lth_jax.results import read_rows
 
@@ -88,6 +88,9 @@ def test_smoke_variant_end_to_end_and_resumed(fashion_mnist_dir, tmp_path):
     assert (k_dir / 'config.json').exists()
   for name in lmc_figures.FIGURES:
     assert (lmc_dir / 'report' / name).stat().st_size > 0
+  # `lth report` tells an LMC study from its IMP run directories.
+  assert lmc_study.is_lmc_dir(lmc_dir) and not lmc_study.is_lmc_dir(lmc_dir / 'rewind_0')
+  assert lmc_study.write_figures(lmc_dir) == lmc_dir / 'report'
   assert any('instability %' in line for line in logged)
   # Run again: every IMP run and every pair is already there; nothing is recomputed.
   before = (lmc_dir / 'instability.csv').read_text()
