@@ -55,9 +55,9 @@ def run_lmc(config, workdir_path: str | os.PathLike, *, log=print, progress=None
       store = runner.run_imp(study, run_dir=k_dir, log=log, progress=progress)
       (k_dir / 'config.json').write_text(config_lib.to_json(k_config) + '\n')  # For lth report.
       lmc.run_pairs(
-                study, store, k_dir, levels=tuple(settings.levels),
-                num_alphas=settings.num_alphas, bn_recompute=settings.bn_recompute, log=log,
-            )  # fmt: skip
+        study, store, k_dir, levels=tuple(settings.levels),
+        num_alphas=settings.num_alphas, bn_recompute=settings.bn_recompute, log=log,
+      )  # fmt: skip
     gather(lmc_dir, settings.rewind_steps)
   _write_figures(lmc_dir, log)
   log('\n' + instability_table(results.read_rows(lmc_dir / lmc.INSTABILITY)))
