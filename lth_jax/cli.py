@@ -87,6 +87,10 @@ def run_study(config, workdir_path, *, log=print, progress: bool | None = None) 
   from lth_jax import build, distributed, runner, tables
 
   config_lib.validate(config)
+  if config.lmc.rewind_steps:  # Linear mode connectivity: IMP per rewind step, then the pairs.
+    from lth_jax import lmc_study
+
+    return lmc_study.run_lmc(config, workdir_path, log=log, progress=progress)
   primary = distributed.is_primary()
   if not primary:  # Several processes: the primary one writes and speaks.
     log, progress = (lambda message: None), False
@@ -162,6 +166,11 @@ def resume(run_dir: Path, log=print) -> Path:
 def _restore_tuples(cfg) -> None:
   # JSON turns tuples into lists; the config schema uses tuples.
   cfg.optimizer.milestones = tuple(cfg.optimizer.milestones)
+  if 'lmc' not in cfg:  # Written before the LMC keys existed: their defaults.
+    cfg.lmc = config_lib.lmc_defaults()
+  else:
+    cfg.lmc.rewind_steps = tuple(cfg.lmc.rewind_steps)
+    cfg.lmc.levels = tuple(cfg.lmc.levels)
 
 
 def list_runs(root: Path) -> str:
@@ -240,9 +249,12 @@ def _main(argv):
   elif command == 'resume' and len(args) == 1:
     resume(Path(args[0]))
   elif command == 'report' and len(args) == 1:
-    from lth_jax import report
+    from lth_jax import lmc_study, report
 
-    print(report.write_report(Path(args[0])))
+    if lmc_study.is_lmc_dir(Path(args[0])):  # An LMC study: its own figures.
+      print(lmc_study.write_figures(Path(args[0])))
+    else:
+      print(report.write_report(Path(args[0])))
   elif command == 'compare':
     compare(args)
   elif command == 'ls' and len(args) <= 1:

@@ -23,9 +23,6 @@ EXECUTION_KEYS = ('parallel', 'max_parallel_runs', 'checkpoint_every', 'checkpoi
 # also left out, so a finished study grows in place and trains only the new runs.
 GROWTH_KEYS = ('num_levels', 'num_seeds', 'arms')
 LOCATION_KEYS = ('data.data_dir', 'data.download')
-# Keys added after run directories existed: left out of the hash while at these
-# defaults, so older directories keep their names; any other value is hashed.
-DEFAULT_ONLY = {'data.verify_checksums': True}
 
 # Training-set sizes before the validation split, to check sizes up front.
 TRAIN_SIZES = {'mnist': 60_000, 'fashion_mnist': 60_000, 'cifar10': 50_000}
@@ -67,7 +64,26 @@ def default_config() -> ml_collections.ConfigDict:
   })  # fmt: skip
   c.checkpoint_every = 0
   c.checkpoint_seconds = 60.0
+  c.lmc = lmc_defaults()
   return c
+
+
+# Linear mode connectivity (``lth_jax.lmc_study``): a study with ``lmc.rewind_steps`` runs IMP
+# with rewinding to each k and measures the instability of its networks at ``lmc.levels``.
+LMC_DEFAULTS = {'rewind_steps': (), 'levels': (0,), 'num_alphas': 31, 'bn_recompute': True}
+
+
+def lmc_defaults() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(LMC_DEFAULTS))
+
+
+# Keys added after run directories existed, or that only add behaviour: left out of the hash
+# while at these defaults, so the directories of configs that do not use them keep their names;
+# any other value is hashed.
+DEFAULT_ONLY = {
+  'data.verify_checksums': True,
+  **{f'lmc.{key}': value for key, value in LMC_DEFAULTS.items()},
+}
 
 
 def _is_int(v):
@@ -111,6 +127,10 @@ def _parallel(v):
 
 def _milestones(v):
   return isinstance(v, tuple | list) and all(_is_int(m) and m > 0 for m in v)
+
+
+def _int_tuple(v):
+  return isinstance(v, tuple | list) and all(_is_int(x) and x >= 0 for x in v)
 
 
 _BOOL = (lambda v: isinstance(v, bool), 'true or false')
@@ -165,6 +185,10 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "'auto' (the layer named output), a layer name, or '' (no output layer)",
   ),
     'checkpoint_every': _int(0),
+  'lmc.rewind_steps': (lambda v: _int_tuple(v) and len(set(v)) == len(v), 'a tuple of distinct iterations k >= 0'),
+  'lmc.levels': (lambda v: _int_tuple(v) and len(v) > 0, 'a non-empty tuple of levels >= 0'),
+  'lmc.num_alphas': _int(2, 10_001),
+  'lmc.bn_recompute': _BOOL,
   'checkpoint_seconds': ((lambda v: _is_num(v) and 0 <= v <= 1e6), 'a number of seconds in [0, 1e6] (0: never)'),
 }  # fmt: skip
 
@@ -248,8 +272,20 @@ def _check_relations(c: dict[str, Any]) -> None:
     raise _error(
       'checkpoint_every', c['checkpoint_every'], f'0 or a multiple of eval_every={c["eval_every"]}'
     )
+  _check_lmc(c)
   if c['pruning.strategy'] == 'global' and c['pruning.rate'] == 0 and c['num_levels'] > 0:
     raise _error('pruning.rate', 0.0, 'a positive rate for global pruning')  # fmt: skip
+
+
+def _check_lmc(c: dict[str, Any]) -> None:
+  late = [k for k in c['lmc.rewind_steps'] if k >= c['num_steps']]
+  if late:
+    raise _error(
+      'lmc.rewind_steps', c['lmc.rewind_steps'], f'iterations before num_steps={c["num_steps"]}'
+    )
+  deep = [level for level in c['lmc.levels'] if level > c['num_levels']]
+  if c['lmc.rewind_steps'] and deep:
+    raise _error('lmc.levels', c['lmc.levels'], f'levels up to num_levels={c["num_levels"]}')
 
 
 def parallel_mode(config) -> str:
@@ -274,9 +310,18 @@ def add_missing_defaults(config) -> None:
     *sections, name = key.split('.')
     node = config
     for section in sections:
+      if section not in node:
+        node[section] = ml_collections.ConfigDict()
       node = node[section]
     if name not in node:
       node[name] = value
+
+
+def _at_default(key: str, value) -> bool:
+  if key not in DEFAULT_ONLY:
+    return False
+  default = DEFAULT_ONLY[key]
+  return value == (list(default) if isinstance(default, tuple) else default)
 
 
 def study_hash(config) -> str:
@@ -285,6 +330,6 @@ def study_hash(config) -> str:
 
   left_out = (*EXECUTION_KEYS, *GROWTH_KEYS, *LOCATION_KEYS)
   d = {k: v for k, v in flatten(config.to_dict()).items() if k not in left_out}
-  d = {k: v for k, v in d.items() if k not in DEFAULT_ONLY or v != DEFAULT_ONLY[k]}
   d = {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+  d = {k: v for k, v in d.items() if not _at_default(k, v)}
   return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]

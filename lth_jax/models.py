@@ -109,6 +109,9 @@ class ConvNet(nn.Module):
 # open_lth's cifar_vgg_19 plan; 'M' is a 2x2 max-pool.
 VGG19_PLAN = (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 256, 'M',
               512, 512, 512, 512, 'M', 512, 512, 512, 512)  # fmt: skip
+# open_lth's cifar_vgg_16 plan (the linear mode connectivity paper's VGG-16).
+VGG16_PLAN = (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M',
+              512, 512, 512, 'M', 512, 512, 512)  # fmt: skip
 
 
 class VGG(nn.Module):
@@ -208,6 +211,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
   'conv4': functools.partial(ConvNet, num_blocks=2),
   'conv6': functools.partial(ConvNet, num_blocks=3),
   'vgg19': VGG,
+  'vgg16': functools.partial(VGG, plan=VGG16_PLAN),
   'resnet20': functools.partial(ResNet, depth=20),
 }
 

@@ -215,30 +215,11 @@ class DiskResults:
     self._append(results.SUMMARY, [summary])  # Last: this row marks the run finished.
 
   def _append(self, table: str, rows) -> None:
-    path = self.dir / table
-    new = not path.exists()
-    try:
-      with open(path, 'a', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=results.TABLES[table])
-        if new:
-          writer.writeheader()
-        writer.writerows(rows)
-        f.flush()
-        os.fsync(f.fileno())
-    except OSError as e:
-      raise RunError(f'could not write {path}: {e}. Finished runs are kept on disk.') from e
+    append_csv(self.dir / table, results.TABLES[table], rows)
 
   def rewrite(self, table: str, rows) -> None:
     """Replaces a table atomically (a temporary file renamed over it)."""
-    path = self.dir / table
-    tmp = path.with_suffix('.tmp')
-    with open(tmp, 'w', newline='') as f:
-      writer = csv.DictWriter(f, fieldnames=results.TABLES[table])
-      writer.writeheader()
-      writer.writerows(rows)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
+    rewrite_csv(self.dir / table, results.TABLES[table], rows)
 
   def torn(self, table: str) -> bool:
     """True when ``table`` ends in a partly written line."""
@@ -248,6 +229,33 @@ class DiskResults:
     with open(path, 'rb') as f:
       f.seek(-1, os.SEEK_END)
       return f.read(1) != b'\n'
+
+
+def append_csv(path: Path, columns, rows) -> None:
+  """Appends ``rows`` to a CSV table (header first when new), flushed and fsynced."""
+  new = not path.exists()
+  try:
+    with open(path, 'a', newline='') as f:
+      writer = csv.DictWriter(f, fieldnames=columns)
+      if new:
+        writer.writeheader()
+      writer.writerows(rows)
+      f.flush()
+      os.fsync(f.fileno())
+  except OSError as e:
+    raise RunError(f'could not write {path}: {e}. Finished runs are kept on disk.') from e
+
+
+def rewrite_csv(path: Path, columns, rows) -> None:
+  """Replaces a CSV table atomically (a temporary file renamed over it)."""
+  tmp = path.with_suffix('.tmp')
+  with open(tmp, 'w', newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
 
 
 def DiskStore(run_dir: str | os.PathLike, log=print) -> Store:  # noqa: N802
