@@ -13,7 +13,7 @@ from typing import Any
 
 import ml_collections
 
-from lth_jax import controls, data, models
+from lth_jax import controls, criteria, data, early, models
 from lth_jax.errors import ConfigError
 
 # Keys that change how a study runs but not its results: left out of the hash
@@ -23,6 +23,12 @@ EXECUTION_KEYS = ('parallel', 'max_parallel_runs', 'checkpoint_every', 'checkpoi
 # also left out, so a finished study grows in place and trains only the new runs.
 GROWTH_KEYS = ('num_levels', 'num_seeds', 'arms')
 LOCATION_KEYS = ('data.data_dir', 'data.download')
+# Keys added after studies were already run: left out of the hash at their
+# default, so every earlier run directory keeps its name (``with_new_keys``).
+DEFAULT_ONLY = {
+  'pruning.criterion': criteria.DEFAULT,
+  **{f'at_init.{k}': v for k, v in early.AT_INIT_DEFAULTS.items()},
+}
 
 # Training-set sizes before the validation split, to check sizes up front.
 TRAIN_SIZES = {'mnist': 60_000, 'fashion_mnist': 60_000, 'cifar10': 50_000}
@@ -61,6 +67,8 @@ def default_config() -> ml_collections.ConfigDict:
       'strategy': 'layerwise', 'iterative': True, 'rate_conv': 0.1, 'rate_dense': 0.2,
       'rate_output': 0.1, 'rate': 0.2, 'prune_output': False, 'output_layer': 'auto',
   })  # fmt: skip
+  c.pruning.criterion = criteria.DEFAULT
+  c.at_init = ml_collections.ConfigDict(dict(early.AT_INIT_DEFAULTS))
   c.checkpoint_every = 0
   c.checkpoint_seconds = 60.0
   return c
@@ -159,6 +167,10 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     lambda v: isinstance(v, str) and (v == '' or v.replace('/', '').replace('_', '').replace('-', '').isalnum()),
     "'auto' (the layer named output), a layer name, or '' (no output layer)",
   ),
+    'pruning.criterion': _choice(set(criteria.CRITERIA)),
+    'at_init.samples_per_class': _int(1),
+    'at_init.supermask_steps': _int(1),
+    'at_init.supermask_lr': ((lambda v: _is_num(v) and 0 < v <= 10), 'a number in (0, 10]'),
     'checkpoint_every': _int(0),
   'checkpoint_seconds': ((lambda v: _is_num(v) and 0 <= v <= 1e6), 'a number of seconds in [0, 1e6] (0: never)'),
 }  # fmt: skip
@@ -259,6 +271,19 @@ def arms_of(config) -> list[str]:
   return [a for a in controls.ARMS if a in names]
 
 
+def with_new_keys(config):
+  """``config`` (e.g. an older run's config.json) with the ``DEFAULT_ONLY`` keys it lacks."""
+  config = ml_collections.ConfigDict(config)
+  flat = flatten(config.to_dict())
+  for key, value in DEFAULT_ONLY.items():
+    if key not in flat:
+      section, name = key.split('.')
+      if section not in config:
+        config[section] = ml_collections.ConfigDict()
+      config[section][name] = value
+  return config
+
+
 def to_json(config) -> str:
   return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)
 
@@ -269,5 +294,6 @@ def study_hash(config) -> str:
 
   left_out = (*EXECUTION_KEYS, *GROWTH_KEYS, *LOCATION_KEYS)
   d = {k: v for k, v in flatten(config.to_dict()).items() if k not in left_out}
+  d = {k: v for k, v in d.items() if k not in DEFAULT_ONLY or v != DEFAULT_ONLY[k]}
   d = {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
   return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]

@@ -217,6 +217,8 @@ class DiskResults:
   def _append(self, table: str, rows) -> None:
     path = self.dir / table
     new = not path.exists()
+    if not new and self._header(path) != list(results.TABLES[table]):
+      self.rewrite(table, self.rows(table))  # Written before a column was added: new header.
     try:
       with open(path, 'a', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=results.TABLES[table])
@@ -227,6 +229,11 @@ class DiskResults:
         os.fsync(f.fileno())
     except OSError as e:
       raise RunError(f'could not write {path}: {e}. Finished runs are kept on disk.') from e
+
+  @staticmethod
+  def _header(path: Path) -> list[str]:
+    with open(path, newline='') as f:
+      return next(csv.reader(f), [])
 
   def rewrite(self, table: str, rows) -> None:
     """Replaces a table atomically (a temporary file renamed over it)."""
