@@ -51,7 +51,7 @@ def get_config(variant: str = 'lenet300'):
     config.at_init.supermask_steps = 1000
     _two_rounds_per_level(config, 7)
   elif variant == 'conv2':
-    config = _two_rounds_per_level(conv.get_config('conv2'), 10)
+    config = _two_rounds_per_level(conv.get_config('conv2-paper'), 10)
   elif variant == 'resnet20':
     config = _two_rounds_per_level(resnet20.get_config('paper'), 10)
   else:

@@ -39,13 +39,20 @@ from lth_jax import masks as masks_lib
 Columns = dict[str, np.ndarray]
 
 # Known arms first, in this order and colour; other arms follow alphabetically.
-ARM_ORDER = ('ticket', 'reinit', 'random_prune', 'shuffle', 'sign_reinit')
+ARM_ORDER = ('ticket', 'reinit', 'random_prune', 'shuffle', 'sign_reinit', 'snip', 'grasp',
+             'synflow', 'magnitude_init', 'signed_constant', 'supermask')  # fmt: skip
 ARM_LABELS = {
   'ticket': 'winning ticket (IMP)',
   'reinit': 'random reinit',
   'random_prune': 'random pruning',
   'shuffle': 'shuffled init',
   'sign_reinit': 'sign-preserving reinit',
+  'snip': 'SNIP at init',
+  'grasp': 'GraSP at init',
+  'synflow': 'SynFlow at init',
+  'magnitude_init': 'magnitude at init',
+  'signed_constant': 'signed constant (ticket mask)',
+  'supermask': 'supermask (no weight trained)',
 }
 # Weights remaining (LeNet-300-100) at which the paper reports results.
 PAPER_TARGETS = (0.513, 0.211, 0.070)
