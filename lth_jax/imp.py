@@ -148,7 +148,8 @@ def run_steps(study: Study, level: int) -> int:
 
 def total_steps(study: Study) -> int:
   """Training iterations of the whole study (for an overall progress bar)."""
-  per_seed = run_steps(study, 0) + study.num_levels * len(study.arms) * run_steps(study, 1)
+  trained = [a for a in study.arms if a not in early.UNTRAINED]
+  per_seed = run_steps(study, 0) + study.num_levels * len(trained) * run_steps(study, 1)
   return len(study.seeds) * per_seed
 
 
@@ -157,7 +158,10 @@ def steps_done(study: Study, finished) -> int:
   return sum(
     run_steps(study, level)
     for (seed, level, arm) in finished
-    if seed in study.seeds and level <= study.num_levels and arm in study.arms
+    if seed in study.seeds
+    and level <= study.num_levels
+    and arm in study.arms
+    and arm not in early.UNTRAINED
   )
 
 
