@@ -3,7 +3,7 @@
 The edge-popup variant (Ramanujan et al. 2020, "What's Hidden in a Randomly
 Weighted Neural Network?"): every prunable weight has a real score s; the
 forward pass uses the weights θ ⊙ m with m keeping the top-k |s| of each pool
-(exactly k: ``scores.select``), and the backward pass treats the top-k as the
+(by a bisected threshold while learning, exactly k at the end: ``scores.select``), and the backward pass treats the top-k as the
 identity (straight-through), so ∂L/∂s = ∂L/∂(θ ⊙ m) ⊙ θ. Scores start from
 U(-1, 1)·σ_layer (edge-popup's Kaiming-uniform scores, up to a per-layer scale
 that the ranking ignores) and are trained with Adam.
@@ -22,6 +22,38 @@ import optax
 
 from lth_jax import scores as scores_lib
 from lth_jax import train as train_lib
+
+
+def top_k_fast(scores, masks, *, pools, counts, iterations: int = 40):
+  """About ``counts[pool]`` highest survivors per pool, by bisection on a threshold.
+
+  Sorting every pool at every step costs more than the step itself on a CPU;
+  ``iterations`` halvings of [min, max] find the cut with a few counting
+  passes. Exact for distinct scores (to float resolution); the learned mask is
+  made exact at the end by ``scores.select``.
+  """
+  leaves_s, treedef = jax.tree.flatten(scores)
+  leaves_m = treedef.flatten_up_to(masks)
+  leaves_p = treedef.flatten_up_to(pools)
+  out = list(leaves_m)
+  for pool in sorted({p for p in leaves_p if p != scores_lib.FIXED}):
+    chosen = [i for i, p in enumerate(leaves_p) if p == pool]
+    values = jnp.concatenate(
+      [jnp.where(leaves_m[i], leaves_s[i], -jnp.inf).reshape(-1) for i in chosen]
+    )
+    finite = jnp.where(jnp.isfinite(values), values, jnp.inf)
+    lo, hi = jnp.min(finite), jnp.max(values)
+
+    def halve(_, bounds, values=values, count=counts[pool]):
+      lo, hi = bounds
+      mid = (lo + hi) / 2
+      enough = jnp.sum(values >= mid) >= count
+      return jnp.where(enough, mid, lo), jnp.where(enough, hi, mid)
+
+    lo, _ = jax.lax.fori_loop(0, iterations, halve, (lo, hi))
+    for i in chosen:
+      out[i] = (leaves_s[i] >= lo) & leaves_m[i] & (counts[pool] > 0)
+  return treedef.unflatten(out)
 
 
 def straight_through(mask, score):
@@ -56,7 +88,7 @@ def learn_masks(
   )
 
   def hard(s):
-    return scores_lib.select(jax.tree.map(jnp.abs, s), masks, pools=pools, counts=counts)
+    return top_k_fast(jax.tree.map(jnp.abs, s), masks, pools=pools, counts=counts)
 
   def loss(s, x, y):
     m = jax.tree.map(straight_through, hard(jax.lax.stop_gradient(s)), jax.tree.map(jnp.abs, s))
@@ -69,4 +101,4 @@ def learn_masks(
     return (optax.apply_updates(s, updates), opt_state), None
 
   (s, _), _ = jax.lax.scan(step, (s, tx.init(s)), idx)
-  return hard(s)
+  return scores_lib.select(jax.tree.map(jnp.abs, s), masks, pools=pools, counts=counts)

@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from lth_jax import early, imp, make_study
+from lth_jax import early, imp, make_study, scores, supermask
 from lth_jax import masks as masks_lib
 from lth_jax import progress as progress_lib
 from lth_jax.study import control_key
@@ -206,3 +206,12 @@ def test_imp_prunes_by_the_criterion_with_theta0_from_the_store():
     keep = movement.size - round(rate * movement.size)
     threshold = np.sort(movement.ravel())[::-1][keep - 1]  # By hand: no ties in floats here.
     np.testing.assert_array_equal(masks[layer]['kernel'], movement >= threshold)
+
+
+def test_the_bisected_top_k_keeps_the_exact_count_of_distinct_scores():
+  values = jax.random.normal(jax.random.key(0), (300, 40))
+  masks = jax.random.uniform(jax.random.key(1), (300, 40)) < 0.7
+  for count in (0, 1, 977, int(masks.sum())):
+    got = supermask.top_k_fast({'w': values}, {'w': masks}, pools={'w': 0}, counts={0: count})['w']
+    exact = scores.select({'w': values}, {'w': masks}, pools={'w': 0}, counts={0: count})
+    np.testing.assert_array_equal(got, exact['w'])
