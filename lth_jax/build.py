@@ -69,6 +69,7 @@ def make_plan(config, params_like):
   """The pruning plan the config's ``pruning.*`` keys give for ``params_like``."""
   settings = pruning_settings(config)
   settings.pop('iterative')
+  settings.pop('criterion', None)  # What ranks the weights, not which are pruned.
   return plan_lib.make_plan(params_like, **settings)
 
 
@@ -114,4 +115,5 @@ def from_config(
     curve_every=c.curve_every,
     parallel=config_lib.parallel_mode(config),
     max_parallel_runs=c.max_parallel_runs,
+    at_init=dict(c.at_init),
   )

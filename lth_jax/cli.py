@@ -151,9 +151,8 @@ def _write_report(run_dir: Path, log) -> None:
 
 
 def resume(run_dir: Path, log=print) -> Path:
-  cfg = ml_collections.ConfigDict(workdir.load_config_json(run_dir))
+  cfg = config_lib.with_new_keys(workdir.load_config_json(run_dir))
   _restore_tuples(cfg)
-  config_lib.add_missing_defaults(cfg)
   expected = workdir.run_dir_for(run_dir.parent, cfg)
   if expected.resolve() != run_dir.resolve():
     raise RunError(

@@ -13,7 +13,7 @@ from typing import Any
 
 import ml_collections
 
-from lth_jax import controls, data, models
+from lth_jax import controls, criteria, data, early, models
 from lth_jax.errors import ConfigError
 
 # Keys that change how a study runs but not its results: left out of the hash
@@ -62,6 +62,8 @@ def default_config() -> ml_collections.ConfigDict:
       'strategy': 'layerwise', 'iterative': True, 'rate_conv': 0.1, 'rate_dense': 0.2,
       'rate_output': 0.1, 'rate': 0.2, 'prune_output': False, 'output_layer': 'auto',
   })  # fmt: skip
+  c.pruning.criterion = criteria.DEFAULT
+  c.at_init = ml_collections.ConfigDict(dict(early.AT_INIT_DEFAULTS))
   c.checkpoint_every = 0
   c.checkpoint_seconds = 60.0
   c.lmc = lmc_defaults()
@@ -82,6 +84,8 @@ def lmc_defaults() -> ml_collections.ConfigDict:
 # any other value is hashed.
 DEFAULT_ONLY = {
   'data.verify_checksums': True,
+  'pruning.criterion': criteria.DEFAULT,
+  **{f'at_init.{k}': v for k, v in early.AT_INIT_DEFAULTS.items()},
   **{f'lmc.{key}': value for key, value in LMC_DEFAULTS.items()},
 }
 
@@ -184,6 +188,10 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     lambda v: isinstance(v, str) and (v == '' or v.replace('/', '').replace('_', '').replace('-', '').isalnum()),
     "'auto' (the layer named output), a layer name, or '' (no output layer)",
   ),
+    'pruning.criterion': _choice(set(criteria.CRITERIA)),
+    'at_init.samples_per_class': _int(1),
+    'at_init.supermask_steps': _int(1),
+    'at_init.supermask_lr': ((lambda v: _is_num(v) and 0 < v <= 10), 'a number in (0, 10]'),
     'checkpoint_every': _int(0),
   'lmc.rewind_steps': (lambda v: _int_tuple(v) and len(set(v)) == len(v), 'a tuple of distinct iterations k >= 0'),
   'lmc.levels': (lambda v: _int_tuple(v) and len(v) > 0, 'a non-empty tuple of levels >= 0'),
@@ -298,6 +306,13 @@ def arms_of(config) -> list[str]:
   """The arms of a study in ``controls.ARMS`` order ('ticket' always runs, first)."""
   names = {a.strip() for a in config.arms.split(',')} | {'ticket'}
   return [a for a in controls.ARMS if a in names]
+
+
+def with_new_keys(config):
+  """``config`` (e.g. an older run's config.json) with the ``DEFAULT_ONLY`` keys it lacks."""
+  config = ml_collections.ConfigDict(config)
+  add_missing_defaults(config)
+  return config
 
 
 def to_json(config) -> str:

@@ -92,7 +92,11 @@ def controls_for(init_params: Callable[[jax.Array], object]) -> dict[str, Contro
 
 # Every arm, in the order tables and figures show them. Append new arms: an arm's
 # position is part of its control key (``arm_id``), so existing results stay valid.
-ARMS = ('ticket', 'reinit', 'random_prune', 'shuffle', 'sign_reinit')
+ARMS = (
+  'ticket', 'reinit', 'random_prune', 'shuffle', 'sign_reinit',
+  # Masks chosen early, at the ticket's sparsity (``lth_jax.early``).
+  'snip', 'grasp', 'synflow', 'magnitude_init', 'signed_constant', 'supermask',
+)  # fmt: skip
 
 
 def arm_id(arm: str) -> int:

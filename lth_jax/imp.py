@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from lth_jax import artifacts, parallel
+from lth_jax import artifacts, criteria, early, parallel
 from lth_jax import masks as masks_lib
 from lth_jax import segment as segment_lib
 from lth_jax.curve import Curve, new_curve
@@ -55,7 +55,8 @@ def run_imp(study: Study, store: Store | None = None, progress=None) -> Store:
   store = MemoryStore() if store is None else store
   progress = progress or SilentProgress()
   for level in range(study.num_levels + 1):
-    for batch in batches_of(study, pending_runs(study, store, level)):
+    pending = pending_runs(study, store, level)
+    for batch in batches_of(study, [r for r in pending if r.arm not in early.UNTRAINED]):
       starts = start_states(study, store, [run for group in batch for run in group])
       trained = _train_side_by_side(study, store, batch, starts, progress)
       for group, (finals, curve, seconds) in zip(batch, trained, strict=True):
@@ -63,7 +64,23 @@ def run_imp(study: Study, store: Store | None = None, progress=None) -> Store:
           row = finish(study, store, run, final, *curve.of_run(i), seconds)
           progress.run_finished(row, seconds)
         store.trees.delete(progress_name(group))
+    for run in [r for r in pending if r.arm in early.UNTRAINED]:
+      progress.run_finished(*evaluate_untrained(study, store, run))
   return store
+
+
+def evaluate_untrained(study: Study, store: Store, run: RunKey) -> tuple[dict, float]:
+  """Records an arm that trains no weight (a supermask) as it starts: one evaluation.
+
+  Its row reads the metrics of that evaluation (at the start step) as the early-stop ones.
+  """
+  began = time.perf_counter()
+  state = start_states(study, store, [run])[0]
+  metrics = jax.device_get(study.plain_trainer.evaluate(state))
+  row = np.array([[float(metrics[m]) for m in EVAL_METRICS]], np.float64)
+  steps = np.array([int(state.step)])
+  seconds = time.perf_counter() - began
+  return finish(study, store, run, jax.device_get(state), steps, row, -1, seconds), seconds
 
 
 def _train_side_by_side(study: Study, store: Store, batch, starts, progress):
@@ -131,7 +148,8 @@ def run_steps(study: Study, level: int) -> int:
 
 def total_steps(study: Study) -> int:
   """Training iterations of the whole study (for an overall progress bar)."""
-  per_seed = run_steps(study, 0) + study.num_levels * len(study.arms) * run_steps(study, 1)
+  trained = [a for a in study.arms if a not in early.UNTRAINED]
+  per_seed = run_steps(study, 0) + study.num_levels * len(trained) * run_steps(study, 1)
   return len(study.seeds) * per_seed
 
 
@@ -140,7 +158,10 @@ def steps_done(study: Study, finished) -> int:
   return sum(
     run_steps(study, level)
     for (seed, level, arm) in finished
-    if seed in study.seeds and level <= study.num_levels and arm in study.arms
+    if seed in study.seeds
+    and level <= study.num_levels
+    and arm in study.arms
+    and arm not in early.UNTRAINED
   )
 
 
@@ -192,7 +213,10 @@ def level_masks(study: Study, store: Store, seed: int, level: int):
     start = (
       level_masks(study, store, seed, source) if study.iterative else masks_lib.ones_like(like)
     )
-    masks = study.prune_level(trained['params'], start, level)
+    init = None
+    if study.criterion != criteria.DEFAULT:  # The criterion compares θT with θ0.
+      init = store.trees.load(artifacts.init(seed), like=_final_like(study))['params']
+    masks = study.prune_level(trained['params'], start, level, init)
   store.trees.save(name, masks)
   return masks
 
@@ -350,6 +374,7 @@ def finish(
     **early_stop(steps, metrics),
     'diverged': int(diverged_step >= 0),
     'diverged_step': diverged_step if diverged_step >= 0 else '',
+    'collapsed_layers': early.collapsed_layers(study.plan.counts(state.masks)),
   }
   base = {'seed': run.seed, 'level': run.level, 'arm': run.arm}
   curves = [

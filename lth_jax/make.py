@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import jax
 
 from lth_jax import controls as controls_lib
+from lth_jax import criteria, early, models
 from lth_jax import inputs as inputs_lib
-from lth_jax import models
 from lth_jax import parallel as parallel_lib
 from lth_jax import rewind as rewind_lib
 from lth_jax import train as train_lib
@@ -23,6 +23,7 @@ from lth_jax.study import Study, seed_keys
 PRUNING_DEFAULTS = {
   'strategy': 'layerwise', 'iterative': True, 'rate_conv': 0.1, 'rate_dense': 0.2,
   'rate_output': 0.1, 'rate': 0.2, 'prune_output': False, 'output_layer': 'auto',
+  'criterion': criteria.DEFAULT,
 }  # fmt: skip
 _PLAN_KEYS = (
   'strategy',
@@ -63,6 +64,7 @@ def make_study(
   curve_every: int = 0,
   parallel: str = 'auto',
   max_parallel_runs: int = 0,
+  at_init: dict | None = None,
 ) -> Study:
   """A lottery-ticket study of any Flax module on any data, run by ``lth_jax.run_imp``.
 
@@ -90,6 +92,8 @@ def make_study(
     init: re-draw the prunable weights from a scheme of ``models.INITS``.
     rewind_optimizer: 'restore' or 'fresh' (``lth_jax.rewind``).
     augment: random crop (pad 4) and flip of image batches.
+    at_init: the ``at_init.*`` config keys (samples_per_class, supermask_steps,
+      supermask_lr) of the arms that prune early (``lth_jax.early``).
 
   Raises:
     ConfigError: a setting, the data or the model's output layer is not usable
@@ -101,6 +105,8 @@ def make_study(
     raise ConfigError(
       f'pruning keys {sorted(unknown)} are unknown; known: {sorted(PRUNING_DEFAULTS)}, prunable, kinds.'
     )
+  _check_choice('pruning.criterion', prune['criterion'], criteria.CRITERIA)
+  settings = _at_init(at_init)
   arms = _arms(arms)
   seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
   _check_schedule(num_steps, eval_every, rewind_step, num_levels, checkpoint_every, seeds)
@@ -151,7 +157,8 @@ def make_study(
     iterative=bool(prune['iterative']), init=init, rewind_optimizer=rewind_optimizer,
     checkpoint_every=checkpoint_every, checkpoint_seconds=float(checkpoint_seconds),
     curve_every=curve_every, vmapped=vmapped, group_size=max_parallel_runs, threads=threads,
-    sharder=parallel_lib.Sharder() if vmapped else None,
+    sharder=parallel_lib.Sharder() if vmapped else None, criterion=prune['criterion'],
+    at_init=settings,
   )  # fmt: skip
   if vmapped:
     study.group_size = _runs_per_call(study, max_parallel_runs)
@@ -164,6 +171,21 @@ def _arms(arms) -> list[str]:
   if unknown or len(set(names)) != len(names):
     raise ConfigError(f'arms={names} must be distinct arms from {list(controls_lib.ARMS)}.')
   return [a for a in controls_lib.ARMS if a in set(names) | {'ticket'}]
+
+
+def _at_init(at_init) -> early.Settings:
+  values = {**early.AT_INIT_DEFAULTS, **(at_init or {})}
+  unknown = set(values) - set(early.AT_INIT_DEFAULTS)
+  if unknown:
+    raise ConfigError(
+      f'at_init keys {sorted(unknown)} are unknown; known: {sorted(early.AT_INIT_DEFAULTS)}.'
+    )
+  if min(values['samples_per_class'], values['supermask_steps']) < 1 or values['supermask_lr'] <= 0:
+    raise ConfigError(
+      f'at_init={values} is not allowed: samples_per_class and supermask_steps must be at '
+      'least 1 and supermask_lr positive.'
+    )
+  return early.Settings(**values)
 
 
 def _check_choice(name, value, options):

@@ -82,7 +82,7 @@ class Plan:
     """Python floats like params: each leaf's rate per round."""
     return self._tree(leaf.rate for leaf in self.leaves)
 
-  def prune(self, params, masks, *, rounds: int = 1):
+  def prune(self, params, masks, *, rounds: int = 1, scores=None):
     """``rounds`` rounds of the plan at once (jittable; ``rounds`` static).
 
     Layer-wise: each leaf at its compound rate 1 - (1 - rate)^rounds. Global:
@@ -91,11 +91,11 @@ class Plan:
     """
     if self.strategy == 'layerwise':
       compound = jax.tree.map(lambda r: pruning.compound_rate(r, rounds), self.rates())
-      return pruning.prune_layerwise(params, masks, rates=compound)
+      return pruning.prune_layerwise(params, masks, rates=compound, scores=scores)
     rate = max((leaf.rate for leaf in self.leaves), default=0.0)
     include = self._tree(leaf.rate > 0 for leaf in self.leaves)
     return pruning.prune_global(
-      params, masks, rate=pruning.compound_rate(rate, rounds), include=include
+      params, masks, rate=pruning.compound_rate(rate, rounds), include=include, scores=scores
     )
 
   def counts(self, masks) -> dict[str, tuple[int, int]]:

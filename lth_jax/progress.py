@@ -35,7 +35,8 @@ class TqdmProgress:
 
   def __init__(self, total_steps: int, done_steps: int = 0, disable: bool | None = None, log=None):
     self.disable = disable
-    self.first = _FirstStep(log or (lambda message: None))
+    self.log = log or (lambda message: None)
+    self.first = _FirstStep(self.log)
     self.overall = tqdm(
         total=total_steps, initial=done_steps, desc='study', unit='it', position=0,
         disable=disable, dynamic_ncols=True,
@@ -59,7 +60,8 @@ class TqdmProgress:
         self.bar.set_postfix(postfix)
 
   def run_finished(self, row: dict, seconds: float) -> None:
-    pass  # The bars say it; the level table follows at the end.
+    if row.get('collapsed_layers'):  # The bars say the rest; the level table follows at the end.
+      self.log(collapse_note(row))
 
   def close(self) -> None:
     if self.bar is not None:
@@ -105,12 +107,22 @@ class LogProgress:
       f'test acc {100 * float(row["test_accuracy_at_early_stop"]):.2f}%, {seconds:.1f} s'
       + (' (diverged)' if int(row['diverged']) else '')
     )
+    if row.get('collapsed_layers'):
+      self.log(collapse_note(row))
 
   def close(self) -> None:
     pass
 
   def finish(self) -> None:
     pass
+
+
+def collapse_note(row: dict) -> str:
+  """The log line of a run whose mask left a layer with no weight."""
+  return (
+    f'layer collapse: seed {row["seed"]} level {row["level"]} {row["arm"]} has no weight left '
+    f'in {row["collapsed_layers"].replace(";", ", ")}'
+  )
 
 
 def for_output(total_steps: int, done_steps: int, *, show: bool | None, log=print):

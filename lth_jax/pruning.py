@@ -39,7 +39,7 @@ def num_to_keep(num_alive, rate):
   return num_alive - jnp.round(rate * num_alive).astype(jnp.int32)
 
 
-def prune_layerwise(params, masks, *, rates):
+def prune_layerwise(params, masks, *, rates, scores=None):
   """Prunes each leaf's smallest-magnitude survivors at its own rate.
 
   Args:
@@ -47,19 +47,24 @@ def prune_layerwise(params, masks, *, rates):
     masks: current masks (bool, same structure as ``params``).
     rates: same structure, the fraction of each leaf's survivors to remove
       (0.0 for leaves that are never pruned). See ``layer_rates``.
+    scores: what ranks the survivors instead of |params| (same structure,
+      higher is kept; e.g. ``lth_jax.criteria``). None: magnitude pruning.
 
   Returns:
     New masks, nested in ``masks`` (a pruned weight never revives).
   """
 
-  def prune_leaf(p, m, rate):
+  def prune_leaf(p, m, rate, s=None):
     num_alive = jnp.sum(m, dtype=jnp.int32)
-    return keep_top(_scores(p, m), num_to_keep(num_alive, rate)) & m
+    ranked = _scores(p, m) if s is None else jnp.where(m, s, -jnp.inf)
+    return keep_top(ranked, num_to_keep(num_alive, rate)) & m
 
-  return jax.tree.map(prune_leaf, params, masks, rates)
+  if scores is None:
+    return jax.tree.map(prune_leaf, params, masks, rates)
+  return jax.tree.map(prune_leaf, params, masks, rates, scores)
 
 
-def prune_global(params, masks, *, rate, include):
+def prune_global(params, masks, *, rate, include, scores=None):
   """Prunes ``rate`` of the survivors of all ``include``d leaves by one ranking.
 
   Args:
@@ -69,6 +74,7 @@ def prune_global(params, masks, *, rate, include):
     include: same structure, Python bools: which leaves take part (e.g.
       ``masks_lib.prunable(params, include_output=False)``). Others keep their
       masks unchanged.
+    scores: as in ``prune_layerwise`` (None: magnitudes).
   """
   leaves_p, treedef = jax.tree.flatten(params)
   leaves_m = treedef.flatten_up_to(masks)
@@ -76,7 +82,14 @@ def prune_global(params, masks, *, rate, include):
   chosen = [i for i, inc in enumerate(leaves_in) if inc]
   if not chosen:
     return masks
-  pooled = jnp.concatenate([_scores(leaves_p[i], leaves_m[i]).reshape(-1) for i in chosen])
+  leaves_s = leaves_p if scores is None else treedef.flatten_up_to(scores)
+
+  def ranked(i):
+    if scores is None:
+      return _scores(leaves_p[i], leaves_m[i])
+    return jnp.where(leaves_m[i], leaves_s[i], -jnp.inf)
+
+  pooled = jnp.concatenate([ranked(i).reshape(-1) for i in chosen])
   num_alive = sum(jnp.sum(leaves_m[i], dtype=jnp.int32) for i in chosen)
   keep = keep_top(pooled, num_to_keep(num_alive, rate))
   out, offset = list(leaves_m), 0

@@ -27,7 +27,7 @@ from lth_jax.train import EVAL_METRICS
 SUMMARY_COLUMNS = (
   'seed', 'level', 'arm', 'weights_remaining', 'early_stop_step', 'val_loss_at_early_stop',
   'val_accuracy_at_early_stop', 'test_accuracy_at_early_stop', 'train_accuracy_at_early_stop',
-  'final_test_accuracy', 'final_step', 'diverged', 'diverged_step',
+  'final_test_accuracy', 'final_step', 'diverged', 'diverged_step', 'collapsed_layers',
 )  # fmt: skip
 CURVE_COLUMNS = ('seed', 'level', 'arm', 'step', *EVAL_METRICS)
 LAYER_COLUMNS = ('seed', 'level', 'arm', 'layer', 'kept', 'total', 'fraction')

@@ -215,7 +215,15 @@ class DiskResults:
     self._append(results.SUMMARY, [summary])  # Last: this row marks the run finished.
 
   def _append(self, table: str, rows) -> None:
-    append_csv(self.dir / table, results.TABLES[table], rows)
+    path = self.dir / table
+    if path.exists() and self._header(path) != list(results.TABLES[table]):
+      self.rewrite(table, self.rows(table))  # Written before a column was added: new header.
+    append_csv(path, results.TABLES[table], rows)
+
+  @staticmethod
+  def _header(path: Path) -> list[str]:
+    with open(path, newline='') as f:
+      return next(csv.reader(f), [])
 
   def rewrite(self, table: str, rows) -> None:
     """Replaces a table atomically (a temporary file renamed over it)."""

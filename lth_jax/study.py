@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 import jax
 
-from lth_jax import artifacts, models
+from lth_jax import artifacts, criteria, early, models
 from lth_jax import controls as controls_lib
 from lth_jax import inputs as inputs_lib
 from lth_jax import rewind as rewind_lib
@@ -92,6 +92,8 @@ class Study:
     threads: train up to this many runs at a time, each in its own thread
       (not vmapped; the same numbers as one at a time).
     sharder: places a stacked group on the devices (vmapped studies).
+    criterion: what IMP ranks the weights by (``lth_jax.criteria``).
+    at_init: the settings of the arms that prune early (``lth_jax.early``).
   """
 
   task: train_lib.Task
@@ -113,6 +115,8 @@ class Study:
   group_size: int = 0
   threads: int = 1
   sharder: Sharder | None = None
+  criterion: str = 'large_final'
+  at_init: early.Settings = dataclasses.field(default_factory=early.Settings)
 
   @property
   def input_shape(self) -> tuple[int, ...]:
@@ -179,8 +183,25 @@ class Study:
   def control(self, arm: str) -> controls_lib.Control:
     """The arm's control, jitted once: ``control(state_k, masks, key) -> start state``."""
     if arm not in self._jitted_controls:
-      self._jitted_controls[arm] = jax.jit(self.controls()[arm])
+      if arm in early.ARMS:  # These read the training split: an argument, not a constant.
+        self._jitted_controls[arm] = functools.partial(self._early_arm(arm), train=self.train)
+      else:
+        self._jitted_controls[arm] = jax.jit(self.controls()[arm])
     return self._jitted_controls[arm]
+
+  def _early_arm(self, arm: str):
+    like = self.state_like()
+    logits = jax.eval_shape(
+      lambda params, model_state: self.task.model.apply(
+        {'params': params, **model_state},
+        jax.numpy.zeros((1, *self.input_shape)),
+        **train_lib.call_kwargs(self.task.model, False),
+      ),
+      like.params,
+      like.model_state,
+    )
+    ctx = early.Context(self.task, self.plan, self.input_shape, logits.shape[-1], self.at_init)
+    return jax.jit(early.make_arm(ctx, arm))
 
   @functools.cached_property
   def _jitted_controls(self) -> dict[str, controls_lib.Control]:
@@ -196,13 +217,19 @@ class Study:
     """The level whose trained ticket level ``level``'s masks are pruned from."""
     return level - 1 if self.iterative else 0
 
-  def prune_level(self, trained_params, masks, level: int):
+  def prune_level(self, trained_params, masks, level: int, init_params=None):
     """The masks of ``level`` from the trained params of ``pruning_source(level)``.
 
     Iterative: one round from that level's masks. One-shot: ``level`` rounds at
-    once from the dense masks (``masks`` is then all-True).
+    once from the dense masks (``masks`` is then all-True). Criteria other than
+    ``large_final`` also read θ0 (``init_params``; ``lth_jax.criteria``).
     """
-    return self.prune(trained_params, masks, rounds=1 if self.iterative else level)
+    rounds = 1 if self.iterative else level
+    if self.criterion == criteria.DEFAULT:
+      return self.prune(trained_params, masks, rounds=rounds)
+    pools = criteria.pools_for(self.plan)
+    scores = criteria.scores(self.criterion, trained_params, init_params, masks, pools=pools)
+    return self.prune(trained_params, masks, rounds=rounds, scores=scores)
 
   def identity(self) -> dict:
     """What makes this study's results what they are (less what only adds work: levels,
@@ -222,7 +249,18 @@ class Study:
       'rewind_step': self.rewind_step,
       'init': self.init,
       'rewind_optimizer': self.rewind_optimizer,
+      **self._added_identity(),
     }  # fmt: skip
+
+  def _added_identity(self) -> dict:
+    """Settings added later, named only when they differ from their defaults (so a
+    study.json written before them still matches)."""
+    added = {}
+    if self.criterion != criteria.DEFAULT:
+      added['criterion'] = self.criterion
+    if self.at_init != early.Settings():
+      added['at_init'] = dataclasses.asdict(self.at_init)
+    return added
 
 
 _INIT_SALT = (

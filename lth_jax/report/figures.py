@@ -24,6 +24,12 @@ ARM_LABELS = {
   'random_prune': 'random pruning',
   'shuffle': 'shuffled init',
   'sign_reinit': 'sign-preserving reinit',
+  'snip': 'SNIP at init',
+  'grasp': 'GraSP at init',
+  'synflow': 'SynFlow at init',
+  'magnitude_init': 'magnitude at init',
+  'signed_constant': 'signed constant (ticket mask)',
+  'supermask': 'supermask (no weight trained)',
 }
 DPI = 120
 FIGURE_NAMES = (
