@@ -5,6 +5,7 @@ usage:
     lth resume RUN_DIR
     lth report RUN_DIR
     lth ls [WORKDIR]
+    lth export RUN_DIR --level L [--seed S] [--arm ticket] --output FILE
 
 Run `lth COMMAND --help` for what a command does and its options.
 """
@@ -62,6 +63,13 @@ index.html.
 
 Lists the run directories under WORKDIR (default: --workdir, i.e. runs): config
 name, levels done/total and state (running, finished, stopped, diverged).
+""",
+  'export': """usage: lth export RUN_DIR --level L [--seed S] [--arm ticket] --output FILE
+
+Writes the ticket a finished run of RUN_DIR started from (its masks and starting
+values θ0 or θk, only the kept weights, with the model, input shape, classes and
+provenance) to FILE, an .npz that numpy alone reads; lth_jax.ticket.load(FILE)
+gives back (model, params, masks). Prints its size next to the dense parameters'.
 """,
 }
 HELP_FLAGS = ('-h', '-help', '--help', '--helpshort')
@@ -204,6 +212,26 @@ def _help_text(args: list[str]) -> str | None:
   return COMMANDS.get(next((a for a in args if a in COMMANDS), None), USAGE)
 
 
+def export_ticket(args: list[str], log=print) -> Path:
+  """``lth export``: its arguments (after the command) to a ticket file."""
+  import argparse
+
+  from lth_jax import ticket
+
+  parser = argparse.ArgumentParser(prog='lth export', add_help=False)
+  parser.error = lambda message: _usage_error(message, 'export')
+  parser.add_argument('run_dir', type=Path)
+  parser.add_argument('--level', type=int, required=True)
+  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--arm', default='ticket')
+  parser.add_argument('--output', type=Path, required=True)
+  a = parser.parse_args(args)
+  exported = ticket.export(a.run_dir, level=a.level, seed=a.seed, arm=a.arm)
+  path = ticket.save(exported, a.output)
+  log(ticket.describe_sizes(exported, path))
+  return path
+
+
 def _main(argv):
   logging.set_verbosity(logging.WARNING)  # Orbax reports every save at INFO.
   if len(argv) < 2:
@@ -277,6 +305,13 @@ def main(argv=None):
     print(text)
     return
   use_compilation_cache()
+  if argv[1:2] == ['export']:  # Plain arguments: parsed apart from absl's global flags.
+    try:
+      export_ticket(argv[2:])
+    except ERRORS as e:
+      print(f'lth: error: {" ".join(str(e).split())}', file=sys.stderr)
+      sys.exit(1)
+    return
   saved_argv, sys.argv = sys.argv, argv  # ml_collections reads --config.KEY from sys.argv.
   try:
     app.run(_main, argv=argv, flags_parser=_parse_flags)

@@ -23,6 +23,9 @@ EXECUTION_KEYS = ('parallel', 'max_parallel_runs', 'checkpoint_every', 'checkpoi
 # also left out, so a finished study grows in place and trains only the new runs.
 GROWTH_KEYS = ('num_levels', 'num_seeds', 'arms')
 LOCATION_KEYS = ('data.data_dir', 'data.download')
+# Keys that only add behaviour: left out of the hash while at these defaults, so
+# the run directories of configs that do not use them keep their names.
+DEFAULT_ONLY = {'ticket': '', 'data.classes': ()}
 
 # Training-set sizes before the validation split, to check sizes up front.
 TRAIN_SIZES = {'mnist': 60_000, 'fashion_mnist': 60_000, 'cifar10': 50_000}
@@ -63,6 +66,9 @@ def default_config() -> ml_collections.ConfigDict:
   })  # fmt: skip
   c.checkpoint_every = 0
   c.checkpoint_seconds = 60.0
+  # Tickets that travel (README): a ticket file to start pruned levels from, a class subset.
+  c.ticket = ''
+  c.data.classes = ()
   return c
 
 
@@ -102,6 +108,15 @@ def _arms(v):
 def _parallel(v):
   return isinstance(v, bool) or (
     isinstance(v, str) and v.lower() in ('true', 'false', 'auto', 'threads')
+  )
+
+
+def _classes(v):
+  return (
+    isinstance(v, tuple | list)
+    and all(_is_int(c) and 0 <= c < 10 for c in v)
+    and len(set(v)) == len(v)
+    and len(v) != 1
   )
 
 
@@ -161,6 +176,8 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
   ),
     'checkpoint_every': _int(0),
   'checkpoint_seconds': ((lambda v: _is_num(v) and 0 <= v <= 1e6), 'a number of seconds in [0, 1e6] (0: never)'),
+  'ticket': (_STR[0], "a ticket file from `lth export` ('{seed}' in it: each seed's), or '' for none"),
+  'data.classes': (_classes, 'a tuple of at least 2 distinct class numbers in [0, 10), or () for all'),
 }  # fmt: skip
 
 
@@ -263,11 +280,16 @@ def to_json(config) -> str:
   return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)
 
 
+def _normal(v):
+  return tuple(v) if isinstance(v, list) else v
+
+
 def study_hash(config) -> str:
   """Names a study's results: the config less the keys that do not change them."""
   import hashlib
 
   left_out = (*EXECUTION_KEYS, *GROWTH_KEYS, *LOCATION_KEYS)
   d = {k: v for k, v in flatten(config.to_dict()).items() if k not in left_out}
+  d = {k: v for k, v in d.items() if k not in DEFAULT_ONLY or _normal(v) != DEFAULT_ONLY[k]}
   d = {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
   return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]

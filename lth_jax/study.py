@@ -92,6 +92,9 @@ class Study:
     threads: train up to this many runs at a time, each in its own thread
       (not vmapped; the same numbers as one at a time).
     sharder: places a stacked group on the devices (vmapped studies).
+    imported: an imported ticket (``lth_jax.ticket.Imported``): seed -> (params,
+      masks). Level 1's masks are its masks and every pruned level starts from its
+      params in place of θk's, with a fresh optimizer (``imp.start_states``).
   """
 
   task: train_lib.Task
@@ -113,6 +116,7 @@ class Study:
   group_size: int = 0
   threads: int = 1
   sharder: Sharder | None = None
+  imported: Callable[[int], tuple[Any, Any]] | None = None
 
   @property
   def input_shape(self) -> tuple[int, ...]:
@@ -222,6 +226,7 @@ class Study:
       'rewind_step': self.rewind_step,
       'init': self.init,
       'rewind_optimizer': self.rewind_optimizer,
+      **({'ticket': self.imported.path} if self.imported else {}),
     }  # fmt: skip
 
 

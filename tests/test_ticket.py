@@ -1,0 +1,173 @@
+"""Tickets that travel: export → load is bit-exact; a study starts from an imported ticket."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from lth_jax import artifacts, config, rewind, store, ticket
+from lth_jax.cli import export_ticket, main, run_study
+from lth_jax.errors import ConfigError, DataError, RunError
+
+
+def tiny_config(data_dir, **changes):
+  from experiments import lenet300
+
+  c = lenet300.get_config('smoke')
+  c.data.data_dir = data_dir
+  c.num_levels = 2
+  c.checkpoint_every = 0
+  c.checkpoint_seconds = 0.0
+  for key, value in changes.items():
+    target = c
+    *parents, leaf = key.split('.')
+    for p in parents:
+      target = target[p]
+    target[leaf] = value
+  return c
+
+
+@pytest.fixture(scope='module')
+def run_dir(fashion_mnist_dir, tmp_path_factory):
+  c = tiny_config(fashion_mnist_dir, rewind_step=20)
+  return run_study(c, tmp_path_factory.mktemp('runs'), log=lambda m: None, progress=False)
+
+
+def checkpointed(run_dir, seed, level):
+  trees = store.DiskStore(run_dir, log=lambda m: None).trees
+  state_k = trees.load(artifacts.rewind(seed))
+  masks = trees.load(artifacts.masks(seed, level))
+  return state_k, masks
+
+
+def test_export_load_is_bit_exact(run_dir, tmp_path):
+  path = export_ticket(
+    [str(run_dir), '--level', '2', '--output', str(tmp_path / 't.npz')], log=print
+  )
+  model, params, masks = ticket.load(path)
+  trees = store.DiskStore(run_dir, log=lambda m: None).trees
+  exported = ticket.export(run_dir, level=2)
+  like = ticket._StudyParts(exported_config(run_dir), run_dir, 'ticket').state_like()
+  state_k = trees.load(artifacts.rewind(0), like=like)
+  want_masks = trees.load(artifacts.masks(0, 2), like=like.masks)
+  want = rewind.rewind(state_k, want_masks)
+  assert type(model).__name__ == 'LeNet300100' and model.num_classes == 10
+  for got, exp in [(params, want.params), (masks, want_masks)]:
+    assert jax.tree.structure(got) == jax.tree.structure(jax.tree.map(np.asarray, exp))
+    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(exp), strict=True):
+      e = np.asarray(e)
+      assert g.dtype == e.dtype and g.shape == e.shape
+      assert g.tobytes() == e.tobytes()  # Bit for bit (signs of zeros included).
+  # θk differs from θ0: the rewind step was 20, and the file says so.
+  header = exported.header
+  assert header['provenance']['starts_from'] == 'theta_k'
+  assert header['provenance']['rewind_step'] == 20
+  assert header['provenance']['config_hash'] == run_dir.name.rsplit('-', 1)[1]
+  assert header['weights_remaining'] == pytest.approx(
+    (235200 * 0.64 + 30000 * 0.64 + 1000 * 0.81) / 266200, abs=1e-4
+  )
+  assert 0 < header['provenance']['test_accuracy_at_early_stop'] <= 1
+  # Only kept weights are stored: the file is much smaller than the dense float32 params.
+  assert ticket.file_bytes(path) < exported.dense_bytes() / 1.5
+
+
+def exported_config(run_dir):
+  return ticket._config_of(json.loads((run_dir / 'config.json').read_text()))
+
+
+def test_export_level0_is_theta0(run_dir):
+  exported = ticket.export(run_dir, level=0)
+  trees = store.DiskStore(run_dir, log=lambda m: None).trees
+  init = trees.load(artifacts.init(0))
+  assert np.array_equal(exported.params['dense_0/kernel'], init['params']['dense_0']['kernel'])
+  assert all(m.all() for m in exported.masks.values())
+
+
+def test_export_other_arm_uses_its_control(run_dir):
+  exported = ticket.export(run_dir, level=1, arm='reinit')
+  ticket_arm = ticket.export(run_dir, level=1)
+  for name, m in ticket_arm.masks.items():
+    assert np.array_equal(exported.masks[name], m)
+  kernel = exported.params['dense_0/kernel']
+  assert not np.array_equal(kernel, ticket_arm.params['dense_0/kernel'])
+  assert np.all(kernel[~exported.masks['dense_0/kernel']] == 0)
+
+
+def test_bad_files_and_runs_fail_clearly(run_dir, tmp_path):
+  with pytest.raises(DataError, match='no ticket file'):
+    ticket.load(tmp_path / 'missing.npz')
+  (tmp_path / 'junk.npz').write_bytes(b'not a zip')
+  with pytest.raises(DataError, match='not a readable ticket file'):
+    ticket.load(tmp_path / 'junk.npz')
+  good = ticket.save(ticket.export(run_dir, level=1), tmp_path / 'good.npz')
+  data = bytearray(good.read_bytes())
+  data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+  (tmp_path / 'torn.npz').write_bytes(bytes(data))
+  with pytest.raises(DataError):
+    ticket.load(tmp_path / 'torn.npz')
+  with pytest.raises(RunError, match='no finished run seed 0 level 7'):
+    ticket.export(run_dir, level=7)
+
+
+def test_cli_export_prints_sizes(run_dir, tmp_path, capsys):
+  out = tmp_path / 'cli.npz'
+  main(['lth', 'export', str(run_dir), '--level', '1', '--output', str(out)])
+  printed = capsys.readouterr().out
+  assert out.exists() and 'bytes (the dense parameters: 1,066,' in printed
+  with pytest.raises(SystemExit):
+    main(['lth', 'export', str(run_dir), '--output', str(out)])  # --level missing
+  assert '--level' in capsys.readouterr().err
+
+
+def test_new_keys_keep_existing_hashes(fashion_mnist_dir):
+  c = tiny_config(fashion_mnist_dir)
+  plain = config.study_hash(c)
+  assert config.DEFAULT_ONLY == {'ticket': '', 'data.classes': ()}
+  d = c.to_dict()
+  del d['ticket'], d['data']['classes']
+  import hashlib
+
+  left_out = (*config.EXECUTION_KEYS, *config.GROWTH_KEYS, *config.LOCATION_KEYS)
+  flat = {k: list(v) if isinstance(v, tuple) else v for k, v in config.flatten(d).items()}
+  flat = {k: v for k, v in flat.items() if k not in left_out}
+  before = hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:10]
+  assert plain == before  # The hash of a config from before these keys existed.
+  c.ticket = 'a.npz'
+  assert config.study_hash(c) != plain
+  c.ticket, c.data.classes = '', (0, 1)
+  assert config.study_hash(c) != plain
+  c.data.classes = (3,)
+  with pytest.raises(ConfigError, match='data.classes'):
+    config.validate(c)
+
+
+def test_study_starts_from_imported_ticket(run_dir, fashion_mnist_dir, tmp_path):
+  from lth_jax import build, imp
+
+  path = ticket.save(ticket.export(run_dir, level=2), tmp_path / 'seed_0.npz')
+  c = tiny_config(fashion_mnist_dir, num_levels=1, ticket=str(tmp_path / 'seed_{seed}.npz'))
+  c.arms = 'ticket,reinit,random_prune'
+  study = build.from_config(c)
+  memory = store.MemoryStore()
+  imp.run_imp(study, memory)
+  _, params, masks = ticket.load(path)
+  saved = memory.trees.load(artifacts.masks(0, 1))
+  assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(masks)))
+  starts = imp.start_states(
+    study, memory, [imp.RunKey(0, 1, 'ticket'), imp.RunKey(0, 1, 'random_prune')]
+  )
+  for got, want in zip(jax.tree.leaves(starts[0].params), jax.tree.leaves(params), strict=True):
+    assert np.array_equal(np.asarray(got), want)
+  assert int(starts[0].step) == 0
+  assert all(float(np.abs(x).max()) == 0 for x in jax.tree.leaves(starts[0].opt_state[0].mu))
+  counts = study.plan.counts(starts[1].masks)
+  assert counts == study.plan.counts(jax.tree.map(np.asarray, masks))  # Same per-layer counts.
+  rows = {(r['level'], r['arm']): r for r in memory.summary}
+  assert set(rows) == {(0, 'ticket'), (1, 'ticket'), (1, 'reinit'), (1, 'random_prune')}
+  assert rows[(1, 'ticket')]['weights_remaining'] == pytest.approx(
+    ticket.read(path)[0]['weights_remaining']
+  )
+  c.ticket = str(tmp_path / 'other_{seed}.npz')
+  with pytest.raises(DataError, match='no ticket file'):
+    imp.run_imp(build.from_config(c), store.MemoryStore())
