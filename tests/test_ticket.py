@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lth_jax import artifacts, config, rewind, store, ticket
-from lth_jax.cli import export_ticket, main, run_study
+from lth_jax.cli import export_ticket, main
 from lth_jax.errors import ConfigError, DataError, RunError
 
 
@@ -30,8 +30,13 @@ def tiny_config(data_dir, **changes):
 
 @pytest.fixture(scope='module')
 def run_dir(fashion_mnist_dir, tmp_path_factory):
+  from lth_jax import build, runner, workdir
+
   c = tiny_config(fashion_mnist_dir, rewind_step=20)
-  return run_study(c, tmp_path_factory.mktemp('runs'), log=lambda m: None, progress=False)
+  run_dir = workdir.prepare(tmp_path_factory.mktemp('runs'), c)  # As `lth run`, less the report.
+  study = build.from_config(c)
+  runner.run_in(study, store.DiskStore(run_dir), log=lambda m: None, progress=False, run_dir=run_dir)
+  return run_dir
 
 
 def checkpointed(run_dir, seed, level):
@@ -147,7 +152,7 @@ def test_study_starts_from_imported_ticket(run_dir, fashion_mnist_dir, tmp_path)
 
   path = ticket.save(ticket.export(run_dir, level=2), tmp_path / 'seed_0.npz')
   c = tiny_config(fashion_mnist_dir, num_levels=1, ticket=str(tmp_path / 'seed_{seed}.npz'))
-  c.arms = 'ticket,reinit,random_prune'
+  c.arms = 'ticket,random_prune'
   study = build.from_config(c)
   memory = store.MemoryStore()
   imp.run_imp(study, memory)
@@ -164,7 +169,7 @@ def test_study_starts_from_imported_ticket(run_dir, fashion_mnist_dir, tmp_path)
   counts = study.plan.counts(starts[1].masks)
   assert counts == study.plan.counts(jax.tree.map(np.asarray, masks))  # Same per-layer counts.
   rows = {(r['level'], r['arm']): r for r in memory.summary}
-  assert set(rows) == {(0, 'ticket'), (1, 'ticket'), (1, 'reinit'), (1, 'random_prune')}
+  assert set(rows) == {(0, 'ticket'), (1, 'ticket'), (1, 'random_prune')}
   assert rows[(1, 'ticket')]['weights_remaining'] == pytest.approx(
     ticket.read(path)[0]['weights_remaining']
   )
