@@ -29,9 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from lth_jax.device import FORMAT
 from lth_jax.errors import DataError, RunError
-
-FORMAT = 'lth_jax.ticket/1'
 
 
 @dataclasses.dataclass
@@ -109,44 +108,17 @@ def read(path: str | os.PathLike):
   Raises:
     DataError: the file is missing, not a ticket file, or damaged.
   """
+  from lth_jax.device import read_ticket  # numpy only: the reader a device runs.
+
   path = Path(path)
   if not path.is_file():
     raise DataError(f'no ticket file at {path}; write one with `lth export RUN_DIR --level L`.')
   try:
-    with np.load(path, allow_pickle=False) as z:
-      arrays = {k: z[k] for k in z.files}
-    header = json.loads(arrays.pop('header').tobytes().decode())
+    return read_ticket(path)
   except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
     raise DataError(
       f'{path} is not a readable ticket file ({type(e).__name__}: {e}); export it again.'
     ) from e
-  if header.get('format') != FORMAT:
-    raise DataError(f'{path} has format {header.get("format")!r}, expected {FORMAT!r}.')
-  try:
-    params, masks = {}, {}
-    for leaf in header['leaves']:
-      params[leaf['name']], masks[leaf['name']] = _unpack(leaf, arrays)
-    state = {name: arrays[f'state/{name}'] for name in header['state']}
-  except (KeyError, ValueError) as e:
-    raise DataError(f'{path} is damaged ({type(e).__name__}: {e}); export it again.') from e
-  return header, params, masks, state
-
-
-def _unpack(leaf, arrays):
-  name, shape, dtype = leaf['name'], tuple(leaf['shape']), np.dtype(leaf['dtype'])
-  size = int(np.prod(shape))
-  if leaf['stored'] == 'dense':
-    value = arrays[f'value/{name}']
-    if value.shape != shape or value.dtype != dtype:
-      raise ValueError(f'{name} is {value.shape} {value.dtype}, expected {shape} {dtype}')
-    return value, np.ones(shape, bool)
-  mask = np.unpackbits(arrays[f'mask/{name}'], count=size).astype(bool)
-  kept = arrays[f'value/{name}']
-  if kept.shape != (int(mask.sum()),) or kept.shape[0] != leaf['kept'] or kept.dtype != dtype:
-    raise ValueError(f'{name} holds {kept.shape[0]} kept values, its mask {int(mask.sum())}')
-  value = np.zeros(size, dtype)
-  value[mask] = kept
-  return value.reshape(shape), mask.reshape(shape)
 
 
 def load(path: str | os.PathLike):

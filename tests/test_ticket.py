@@ -35,7 +35,9 @@ def run_dir(fashion_mnist_dir, tmp_path_factory):
   c = tiny_config(fashion_mnist_dir, rewind_step=20)
   run_dir = workdir.prepare(tmp_path_factory.mktemp('runs'), c)  # As `lth run`, less the report.
   study = build.from_config(c)
-  runner.run_in(study, store.DiskStore(run_dir), log=lambda m: None, progress=False, run_dir=run_dir)
+  runner.run_in(
+    study, store.DiskStore(run_dir), log=lambda m: None, progress=False, run_dir=run_dir
+  )
   return run_dir
 
 
