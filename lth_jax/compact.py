@@ -104,8 +104,12 @@ class SparseMLP:
     )
 
 
-def compact(params, masks) -> CompactMLP:
+def compact(params, masks, *, fold: bool = True) -> CompactMLP:
   """The MLP of ``params ⊙ masks`` without its dead units (same logits).
+
+  ``fold=False`` keeps the units without incoming weights (their bias and
+  outgoing weights still train) and removes only units and pixels that reach no
+  output: the shapes for training the same ticket (``lth_jax.device``).
 
   Raises:
     ConfigError: the network has conv kernels (only dense layers are compacted).
@@ -121,7 +125,7 @@ def compact(params, masks) -> CompactMLP:
   ws = [np.where(m, flat_p[f'{n}/kernel'], 0).astype(np.float32) for n, m in zip(names, ms)]
   bs = [np.asarray(flat_p[f'{n}/bias'], np.float32).copy() for n in names]
   alive = [np.ones(m.shape[0], bool) for m in ms] + [np.ones(ms[-1].shape[1], bool)]
-  while _sweep(ws, ms, bs, alive):
+  while _sweep(ws, ms, bs, alive, fold):
     pass
   keep = [np.flatnonzero(a) for a in alive]
   return CompactMLP(
@@ -132,13 +136,13 @@ def compact(params, masks) -> CompactMLP:
   )
 
 
-def _sweep(ws, ms, bs, alive) -> bool:
+def _sweep(ws, ms, bs, alive, fold: bool) -> bool:
   """One pass of the rules over every layer (forwards); True when a unit was removed."""
   changed = False
   for i in range(len(ms)):  # alive[i]: the inputs of layer i (pixels or hidden units).
     feeds = ms[i][:, alive[i + 1]].any(axis=1)
     dead = alive[i] & ~feeds
-    if i > 0:
+    if i > 0 and fold:
       fed = ms[i - 1][alive[i - 1]].any(axis=0)
       constant = alive[i] & feeds & ~fed
       if constant.any():  # relu(bias) · outgoing weights, into the next bias.

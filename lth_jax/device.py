@@ -152,8 +152,7 @@ class DeviceTrainer:
     for i in range(len(self.layers) - 1, -1, -1):
       w_t, h = self.layers[i], hs[i]
       rows, cols = self.columns[i]
-      # Only the kept entries of hᵀ·δ: a sampled product, not the dense one.
-      grads[:0] = [np.einsum('bk,bk->k', delta[:, rows], h[:, cols]), delta.sum(axis=0)]
+      grads[:0] = [_kept_product(delta, h, rows, cols, w_t), delta.sum(axis=0)]
       if i:
         delta = np.asarray(w_t.T @ delta.T).T * (hs[i] > 0)
     return loss, grads
@@ -193,6 +192,17 @@ class DeviceTrainer:
       out[f'{name}/kernel'][np.ix_(rows, cols)] = block
       out[f'{name}/bias'][cols] = self.biases[i]
     return out
+
+
+def _kept_product(delta, h, rows, cols, w_t) -> np.ndarray:
+  """The kept entries of (δᵀ·h): sampled when very sparse, else one BLAS product then a gather."""
+  if w_t.nnz < SAMPLED_BELOW * w_t.shape[0] * w_t.shape[1]:
+    return np.einsum('bk,bk->k', delta[:, rows], h[:, cols])
+  return (delta.T @ h)[rows, cols]
+
+
+# Below this density a layer's weight gradient is computed only at the kept entries.
+SAMPLED_BELOW = 0.01
 
 
 def _column_of(w_t) -> tuple[np.ndarray, np.ndarray]:

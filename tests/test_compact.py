@@ -51,6 +51,9 @@ def test_compact_logits_equal_masked_logits(density):
   small = compact.compact(params, masks)
   np.testing.assert_allclose(np.asarray(small(x)), want, rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(small.sparse()(x), want, rtol=1e-4, atol=1e-4)
+  unfolded = compact.compact(params, masks, fold=False)  # Keeps the constant units.
+  np.testing.assert_allclose(np.asarray(unfolded(x)), want, rtol=1e-4, atol=1e-4)
+  assert unfolded.shapes[0][1] >= small.shapes[0][1] + (density == 1.0)  # unit 3 kept
   assert small.shapes[-1][1] == 10
   assert small.inputs.min() >= 28  # The first row of pixels is gone.
   assert small.shapes[0][1] <= 298 and small.shapes[1][1] <= 98  # 3, 11 and 7, 9 gone at least.
