@@ -156,6 +156,8 @@ def resume(run_dir: Path, log=print) -> Path:
 def _restore_tuples(cfg) -> None:
   # JSON turns tuples into lists; the config schema uses tuples.
   cfg.optimizer.milestones = tuple(cfg.optimizer.milestones)
+  if 'classes' in cfg.data:
+    cfg.data.classes = tuple(cfg.data.classes)
 
 
 def list_runs(root: Path) -> str:

@@ -170,5 +170,6 @@ def test_run_dir_names_follow_the_resolved_config(tmp_path):
       assert other != run_dir, key
   assert workdir.prepare(tmp_path, config) == run_dir
   assert workdir.load_config_json(run_dir) == config.to_dict() | {
-    'optimizer': config.optimizer.to_dict() | {'milestones': []}
+    'optimizer': config.optimizer.to_dict() | {'milestones': []},
+    'data': config.data.to_dict() | {'classes': []},
   }
