@@ -83,6 +83,8 @@ def _recipe(variant: str):
     config.num_steps = 40
     config.eval_every = 20
     config.eval_batch_size = 250
+    config.rewind_step = 20  # Tickets from θk, and a control to export, for the tests.
+    config.arms = 'ticket,reinit'
   elif variant.startswith('fmnist_'):
     config.num_steps = 4000
     config.eval_every = 200
@@ -106,7 +108,7 @@ def get_config(variant: str = 'fmnist_04_to_59'):
   if role == 'target':
     config.name = f'transfer-{name}-target'
     config.data.name, config.data.classes = dst_data, dst_classes
-    config.num_levels, config.arms = 1, TARGET_ARMS
+    config.num_levels, config.arms, config.rewind_step = 1, TARGET_ARMS, 0
   else:
     config.name = f'transfer-{name}-source'
     config.data.name, config.data.classes = src_data, src_classes

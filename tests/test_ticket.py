@@ -29,16 +29,10 @@ def tiny_config(data_dir, **changes):
 
 
 @pytest.fixture(scope='module')
-def run_dir(fashion_mnist_dir, tmp_path_factory):
-  from lth_jax import build, runner, workdir
-
-  c = tiny_config(fashion_mnist_dir, rewind_step=20)
-  run_dir = workdir.prepare(tmp_path_factory.mktemp('runs'), c)  # As `lth run`, less the report.
-  study = build.from_config(c)
-  runner.run_in(
-    study, store.DiskStore(run_dir), log=lambda m: None, progress=False, run_dir=run_dir
-  )
-  return run_dir
+def run_dir(transfer_smoke):
+  """The smoke transfer's source study: LeNet-300-100 on 5 classes, θk at 20, levels 0-1."""
+  root, _ = transfer_smoke
+  return next(root.glob('transfer-smoke-source-*'))
 
 
 def checkpointed(run_dir, seed, level):
@@ -50,16 +44,16 @@ def checkpointed(run_dir, seed, level):
 
 def test_export_load_is_bit_exact(run_dir, tmp_path):
   path = export_ticket(
-    [str(run_dir), '--level', '2', '--output', str(tmp_path / 't.npz')], log=print
+    [str(run_dir), '--level', '1', '--output', str(tmp_path / 't.npz')], log=print
   )
   model, params, masks = ticket.load(path)
   trees = store.DiskStore(run_dir, log=lambda m: None).trees
-  exported = ticket.export(run_dir, level=2)
+  exported = ticket.export(run_dir, level=1)
   like = ticket._StudyParts(exported_config(run_dir), run_dir, 'ticket').state_like()
   state_k = trees.load(artifacts.rewind(0), like=like)
-  want_masks = trees.load(artifacts.masks(0, 2), like=like.masks)
+  want_masks = trees.load(artifacts.masks(0, 1), like=like.masks)
   want = rewind.rewind(state_k, want_masks)
-  assert type(model).__name__ == 'LeNet300100' and model.num_classes == 10
+  assert type(model).__name__ == 'LeNet300100' and model.num_classes == 5
   for got, exp in [(params, want.params), (masks, want_masks)]:
     assert jax.tree.structure(got) == jax.tree.structure(jax.tree.map(np.asarray, exp))
     for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(exp), strict=True):
@@ -72,11 +66,14 @@ def test_export_load_is_bit_exact(run_dir, tmp_path):
   assert header['provenance']['rewind_step'] == 20
   assert header['provenance']['config_hash'] == run_dir.name.rsplit('-', 1)[1]
   assert header['weights_remaining'] == pytest.approx(
-    (235200 * 0.64 + 30000 * 0.64 + 1000 * 0.81) / 266200, abs=1e-4
+    (265200 * 0.8 + 500 * 0.9) / 265700,
+    abs=1e-4,  # 20% of hidden, 10% of output weights
   )
   assert 0 < header['provenance']['test_accuracy_at_early_stop'] <= 1
-  # Only kept weights are stored: the file is much smaller than the dense float32 params.
-  assert ticket.file_bytes(path) < exported.dense_bytes() / 1.5
+  # Only kept weights are stored (4 bytes each) with one bit per weight for the masks.
+  kept = sum(int(m.sum()) for m in exported.masks.values())
+  total = sum(m.size for m in exported.masks.values())
+  assert ticket.file_bytes(path) < 4 * kept + total / 8 + 20_000 < exported.dense_bytes()
 
 
 def exported_config(run_dir):
@@ -121,7 +118,8 @@ def test_cli_export_prints_sizes(run_dir, tmp_path, capsys):
   out = tmp_path / 'cli.npz'
   main(['lth', 'export', str(run_dir), '--level', '1', '--output', str(out)])
   printed = capsys.readouterr().out
-  assert out.exists() and 'bytes (the dense parameters: 1,066,' in printed
+  dense = 4 * (784 * 300 + 300 + 300 * 100 + 100 + 100 * 5 + 5)
+  assert out.exists() and f'bytes (the dense parameters: {dense:,} bytes' in printed
   with pytest.raises(SystemExit):
     main(['lth', 'export', str(run_dir), '--output', str(out)])  # --level missing
   assert '--level' in capsys.readouterr().err
@@ -149,32 +147,36 @@ def test_new_keys_keep_existing_hashes(fashion_mnist_dir):
     config.validate(c)
 
 
-def test_study_starts_from_imported_ticket(run_dir, fashion_mnist_dir, tmp_path):
-  from lth_jax import build, imp
+def test_study_starts_from_imported_ticket(transfer_smoke):
+  from lth_jax import build, imp, workdir
 
-  path = ticket.save(ticket.export(run_dir, level=2), tmp_path / 'seed_0.npz')
-  c = tiny_config(fashion_mnist_dir, num_levels=1, ticket=str(tmp_path / 'seed_{seed}.npz'))
-  c.arms = 'ticket,random_prune'
-  study = build.from_config(c)
-  memory = store.MemoryStore()
-  imp.run_imp(study, memory)
+  root, _ = transfer_smoke
+  target = next(root.glob('transfer-smoke-level1-*'))
+  path = root / 'tickets' / 'smoke' / 'level_1' / 'seed_0.npz'
   _, params, masks = ticket.load(path)
-  saved = memory.trees.load(artifacts.masks(0, 1))
+  c = ticket._config_of(workdir.load_config_json(target))
+  assert c.ticket == str(path).replace('seed_0', 'seed_{seed}')
+  study = build.from_config(c)
+  disk = store.DiskStore(target, log=lambda m: None)
+  saved = disk.trees.load(artifacts.masks(0, 1))
   assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(masks)))
-  starts = imp.start_states(
-    study, memory, [imp.RunKey(0, 1, 'ticket'), imp.RunKey(0, 1, 'random_prune')]
-  )
+  runs = [imp.RunKey(0, 1, 'ticket'), imp.RunKey(0, 1, 'random_prune')]
+  starts = imp.start_states(study, disk, runs)
   for got, want in zip(jax.tree.leaves(starts[0].params), jax.tree.leaves(params), strict=True):
-    assert np.array_equal(np.asarray(got), want)
+    assert np.array_equal(np.asarray(got), want)  # The imported values, not the target's θ0.
   assert int(starts[0].step) == 0
   assert all(float(np.abs(x).max()) == 0 for x in jax.tree.leaves(starts[0].opt_state[0].mu))
   counts = study.plan.counts(starts[1].masks)
   assert counts == study.plan.counts(jax.tree.map(np.asarray, masks))  # Same per-layer counts.
-  rows = {(r['level'], r['arm']): r for r in memory.summary}
-  assert set(rows) == {(0, 'ticket'), (1, 'ticket'), (1, 'random_prune')}
-  assert rows[(1, 'ticket')]['weights_remaining'] == pytest.approx(
+  assert not all(
+    np.array_equal(np.asarray(a), b)
+    for a, b in zip(jax.tree.leaves(starts[1].masks), jax.tree.leaves(masks), strict=True)
+  )
+  rows = {(r['level'], r['arm']): r for r in disk.summary}
+  assert set(rows) == {('0', 'ticket'), ('1', 'ticket'), ('1', 'reinit'), ('1', 'random_prune')}
+  assert float(rows[('1', 'ticket')]['weights_remaining']) == pytest.approx(
     ticket.read(path)[0]['weights_remaining']
   )
-  c.ticket = str(tmp_path / 'other_{seed}.npz')
+  study.imported.path = str(root / 'other_{seed}.npz')
   with pytest.raises(DataError, match='no ticket file'):
-    imp.run_imp(build.from_config(c), store.MemoryStore())
+    study.imported(0)

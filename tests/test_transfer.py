@@ -20,11 +20,11 @@ def test_select_classes_relabels_in_the_given_order(fashion_mnist):
     data.select_classes(fashion_mnist, (3, 3))
 
 
-def test_transfer_smoke_end_to_end(fashion_mnist_dir, tmp_path):
+def test_transfer_smoke_end_to_end(transfer_smoke):
   from experiments import transfer
   from lth_jax import ticket
 
-  rows = transfer.run_transfer('smoke', tmp_path, data_dir=fashion_mnist_dir, log=lambda m: None)
+  tmp_path, rows = transfer_smoke
   assert [r['source_level'] for r in rows] == [1]
   for r, level in zip(rows, (1,), strict=True):
     header = ticket.read(tmp_path / 'tickets' / 'smoke' / f'level_{level}' / 'seed_0.npz')[0]
