@@ -198,11 +198,11 @@ def main():
   run_dir = args.run_dir or make_study(args.make, args.data_dir)
   print(common.describe_machine(), f'run {run_dir}')
   data = common.fake_mnist(max(args.steps * BATCH, INFER_BATCH))
+  rows = []
   with tempfile.TemporaryDirectory() as out:
-    rows = [
-      measure(run_dir, int(level), data, Path(out), args.steps, args.repeats)
-      for level in args.levels.split(',')
-    ]
+    for level in args.levels.split(','):
+      rows.append(measure(run_dir, int(level), data, Path(out), args.steps, args.repeats))
+      print(rows[-1], flush=True)  # Each level as it is measured.
   print(table(rows))
   even = break_even(rows)
   print(f'break-even density (device = dense-masked step time): {even:.1%}' if even else
