@@ -84,13 +84,15 @@ def from_config(
     config_lib.validate(config)
   dataset = dataset if dataset is not None else load_data(config)
   c, d = config, config.data
+  if d.classes:
+    dataset = data_lib.select_classes(dataset, d.classes)
   train_x, train_y = dataset.train_x, dataset.train_y
   if d.train_size:
     train_x, train_y = train_x[: d.train_size], train_y[: d.train_size]
   test_x, test_y = dataset.test_x, dataset.test_y
   if d.test_size:
     test_x, test_y = test_x[: d.test_size], test_y[: d.test_size]
-  return make_study(
+  study = make_study(
     make_model(config, dataset.num_classes),
     train=(train_x, train_y),
     test=(test_x, test_y),
@@ -117,3 +119,8 @@ def from_config(
     max_parallel_runs=c.max_parallel_runs,
     at_init=dict(c.at_init),
   )
+  if c.ticket:
+    from lth_jax import ticket
+
+    study.imported = ticket.Imported(c.ticket, study.state_like().params)
+  return study

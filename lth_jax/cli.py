@@ -6,6 +6,7 @@ usage:
     lth report RUN_DIR
     lth compare RUN_DIR RUN_DIR ... [--labels=a,b,...] --output=DIR
     lth ls [WORKDIR]
+    lth export RUN_DIR --level L [--seed S] [--arm ticket] --output FILE
 
 Run `lth COMMAND --help` for what a command does and its options.
 """
@@ -74,6 +75,13 @@ options:
 
 Lists the run directories under WORKDIR (default: --workdir, i.e. runs): config
 name, levels done/total and state (running, finished, stopped, diverged).
+""",
+  'export': """usage: lth export RUN_DIR --level L [--seed S] [--arm ticket] --output FILE
+
+Writes the ticket a finished run of RUN_DIR started from (its masks and starting
+values θ0 or θk, only the kept weights, with the model, input shape, classes and
+provenance) to FILE, an .npz that numpy alone reads; lth_jax.ticket.load(FILE)
+gives back (model, params, masks). Prints its size next to the dense parameters'.
 """,
 }
 HELP_FLAGS = ('-h', '-help', '--help', '--helpshort')
@@ -163,13 +171,12 @@ def resume(run_dir: Path, log=print) -> Path:
 
 
 def _restore_tuples(cfg) -> None:
-  # JSON turns tuples into lists; the config schema uses tuples.
+  # JSON turns tuples into lists; the config schema uses tuples (keys an older config.json
+  # lacks were given their defaults by ``config.with_new_keys``).
   cfg.optimizer.milestones = tuple(cfg.optimizer.milestones)
-  if 'lmc' not in cfg:  # Written before the LMC keys existed: their defaults.
-    cfg.lmc = config_lib.lmc_defaults()
-  else:
-    cfg.lmc.rewind_steps = tuple(cfg.lmc.rewind_steps)
-    cfg.lmc.levels = tuple(cfg.lmc.levels)
+  cfg.lmc.rewind_steps = tuple(cfg.lmc.rewind_steps)
+  cfg.lmc.levels = tuple(cfg.lmc.levels)
+  cfg.data.classes = tuple(cfg.data.classes)
 
 
 def list_runs(root: Path) -> str:
@@ -226,6 +233,26 @@ def _help_text(args: list[str]) -> str | None:
   if not any(a in HELP_FLAGS for a in args):
     return None
   return COMMANDS.get(next((a for a in args if a in COMMANDS), None), USAGE)
+
+
+def export_ticket(args: list[str], log=print) -> Path:
+  """``lth export``: its arguments (after the command) to a ticket file."""
+  import argparse
+
+  from lth_jax import ticket
+
+  parser = argparse.ArgumentParser(prog='lth export', add_help=False)
+  parser.error = lambda message: _usage_error(message, 'export')
+  parser.add_argument('run_dir', type=Path)
+  parser.add_argument('--level', type=int, required=True)
+  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--arm', default='ticket')
+  parser.add_argument('--output', type=Path, required=True)
+  a = parser.parse_args(args)
+  exported = ticket.export(a.run_dir, level=a.level, seed=a.seed, arm=a.arm)
+  path = ticket.save(exported, a.output)
+  log(ticket.describe_sizes(exported, path))
+  return path
 
 
 def _main(argv):
@@ -317,6 +344,13 @@ def main(argv=None):
     print(text)
     return
   use_compilation_cache()
+  if argv[1:2] == ['export']:  # Plain arguments: parsed apart from absl's global flags.
+    try:
+      export_ticket(argv[2:])
+    except ERRORS as e:
+      print(f'lth: error: {" ".join(str(e).split())}', file=sys.stderr)
+      sys.exit(1)
+    return
   saved_argv, sys.argv = sys.argv, argv  # ml_collections reads --config.KEY from sys.argv.
   try:
     app.run(_main, argv=argv, flags_parser=_parse_flags)

@@ -23,7 +23,6 @@ EXECUTION_KEYS = ('parallel', 'max_parallel_runs', 'checkpoint_every', 'checkpoi
 # also left out, so a finished study grows in place and trains only the new runs.
 GROWTH_KEYS = ('num_levels', 'num_seeds', 'arms')
 LOCATION_KEYS = ('data.data_dir', 'data.download')
-
 # Training-set sizes before the validation split, to check sizes up front.
 TRAIN_SIZES = {'mnist': 60_000, 'fashion_mnist': 60_000, 'cifar10': 50_000}
 TEST_SIZES = {'mnist': 10_000, 'fashion_mnist': 10_000, 'cifar10': 10_000}
@@ -67,6 +66,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 0
   c.checkpoint_seconds = 60.0
   c.lmc = lmc_defaults()
+  # Tickets that travel (README): a ticket file to start pruned levels from, a class subset.
+  c.ticket = ''
+  c.data.classes = ()
   return c
 
 
@@ -84,6 +86,8 @@ def lmc_defaults() -> ml_collections.ConfigDict:
 # any other value is hashed.
 DEFAULT_ONLY = {
   'data.verify_checksums': True,
+  'ticket': '',
+  'data.classes': (),
   'pruning.criterion': criteria.DEFAULT,
   **{f'at_init.{k}': v for k, v in early.AT_INIT_DEFAULTS.items()},
   **{f'lmc.{key}': value for key, value in LMC_DEFAULTS.items()},
@@ -126,6 +130,15 @@ def _arms(v):
 def _parallel(v):
   return isinstance(v, bool) or (
     isinstance(v, str) and v.lower() in ('true', 'false', 'auto', 'threads')
+  )
+
+
+def _classes(v):
+  return (
+    isinstance(v, tuple | list)
+    and all(_is_int(c) and 0 <= c < 10 for c in v)
+    and len(set(v)) == len(v)
+    and len(v) != 1
   )
 
 
@@ -198,6 +211,8 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
   'lmc.num_alphas': _int(2, 10_001),
   'lmc.bn_recompute': _BOOL,
   'checkpoint_seconds': ((lambda v: _is_num(v) and 0 <= v <= 1e6), 'a number of seconds in [0, 1e6] (0: never)'),
+  'ticket': (_STR[0], "a ticket file from `lth export` ('{seed}' in it: each seed's), or '' for none"),
+  'data.classes': (_classes, 'a tuple of at least 2 distinct class numbers in [0, 10), or () for all'),
 }  # fmt: skip
 
 

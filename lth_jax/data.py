@@ -175,3 +175,31 @@ def prepare(builder, *, manual_dir: str | None = None) -> None:
     try_download_gcs=False,
   )
   builder.download_and_prepare(download_config=config, file_format='array_record')
+
+
+def select_classes(dataset: Dataset, classes) -> Dataset:
+  """``dataset`` restricted to ``classes``, relabelled 0..n-1 in the order given.
+
+  Every split keeps its examples of those classes in their original order; the
+  channel statistics are those of the selected training images.
+  """
+  classes = [int(c) for c in classes]
+  if len(classes) < 2 or len(set(classes)) != len(classes):
+    raise DataError(f'classes={classes} must be at least 2 distinct class numbers.')
+  if not all(0 <= c < dataset.num_classes for c in classes):
+    raise DataError(f'classes={classes}: {dataset.name} has classes 0..{dataset.num_classes - 1}.')
+  relabel = np.full(dataset.num_classes, -1, np.int32)
+  relabel[classes] = np.arange(len(classes), dtype=np.int32)
+
+  def split(x, y):
+    keep = relabel[y] >= 0
+    return x[keep], relabel[y[keep]]
+
+  train_x, train_y = split(dataset.train_x, dataset.train_y)
+  val_x, val_y = split(dataset.val_x, dataset.val_y)
+  test_x, test_y = split(dataset.test_x, dataset.test_y)
+  mean, std = channel_stats(train_x)
+  return dataclasses.replace(
+    dataset, train_x=train_x, train_y=train_y, val_x=val_x, val_y=val_y, test_x=test_x,
+    test_y=test_y, mean=mean, std=std, num_classes=len(classes),
+  )  # fmt: skip

@@ -23,6 +23,7 @@ import numpy as np
 
 from lth_jax import artifacts, criteria, early, parallel
 from lth_jax import masks as masks_lib
+from lth_jax import rewind as rewind_lib
 from lth_jax import segment as segment_lib
 from lth_jax.curve import Curve, new_curve
 from lth_jax.fit import Hook, fit
@@ -207,6 +208,8 @@ def level_masks(study: Study, store: Store, seed: int, level: int):
     return store.trees.load(name, like=like)
   if level == 0:
     masks = masks_lib.ones_like(like)
+  elif level == 1 and study.imported is not None:
+    masks = study.imported(seed)[1]  # An imported ticket's masks (config key ticket).
   else:
     source = study.pruning_source(level)
     trained = store.trees.load(artifacts.trained(seed, source, 'ticket'), like=_final_like(study))
@@ -239,10 +242,19 @@ def start_states(study: Study, store: Store, runs: Sequence[RunKey]) -> list[Tra
         store.trees.save(artifacts.rewind(run.seed), state)
     else:
       state_k = study.rewound(store.trees.load(artifacts.rewind(run.seed), like=study.state_like()))
+      if study.imported is not None:
+        state_k = _imported_start(study, state_k, run.seed)
       masks = level_masks(study, store, run.seed, run.level)
       state = study.control(run.arm)(state_k, masks, control_key(run.seed, run.level, run.arm))
     starts.append(state)
   return starts
+
+
+def _imported_start(study: Study, state_k: TrainState, seed: int) -> TrainState:
+  """θk replaced by an imported ticket's values, with a fresh optimizer (nothing of the
+  target's own training is carried over but its step and learning-rate schedule)."""
+  params = study.imported(seed)[0]
+  return rewind_lib.with_fresh_optimizer(state_k._replace(params=params), study.task.optimizer)
 
 
 # ----------------------------------------------------------------------------- training

@@ -94,6 +94,9 @@ class Study:
     sharder: places a stacked group on the devices (vmapped studies).
     criterion: what IMP ranks the weights by (``lth_jax.criteria``).
     at_init: the settings of the arms that prune early (``lth_jax.early``).
+    imported: an imported ticket (``lth_jax.ticket.Imported``): seed -> (params,
+      masks). Level 1's masks are its masks and every pruned level starts from its
+      params in place of θk's, with a fresh optimizer (``imp.start_states``).
   """
 
   task: train_lib.Task
@@ -117,6 +120,7 @@ class Study:
   sharder: Sharder | None = None
   criterion: str = 'large_final'
   at_init: early.Settings = dataclasses.field(default_factory=early.Settings)
+  imported: Callable[[int], tuple[Any, Any]] | None = None
 
   @property
   def input_shape(self) -> tuple[int, ...]:
@@ -250,6 +254,7 @@ class Study:
       'init': self.init,
       'rewind_optimizer': self.rewind_optimizer,
       **self._added_identity(),
+      **({'ticket': self.imported.path} if self.imported else {}),
     }  # fmt: skip
 
   def _added_identity(self) -> dict:

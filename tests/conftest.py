@@ -61,3 +61,16 @@ def subprocess_env(tmp_path_factory):
   env['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
   env['JAX_PLATFORMS'] = 'cpu'
   return env
+
+
+@pytest.fixture(scope='session')
+def transfer_smoke(fashion_mnist_dir, tmp_path_factory):
+  """``experiments/transfer.py``'s smoke variant, run once: (workdir, rows of its table).
+
+  Its source study rewinds to θk and has a reinit arm; its target study imports tickets.
+  """
+  from experiments import transfer
+
+  root = tmp_path_factory.mktemp('transfer')
+  rows = transfer.run_transfer('smoke', root, data_dir=fashion_mnist_dir, log=lambda m: None)
+  return root, rows

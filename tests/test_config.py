@@ -172,4 +172,5 @@ def test_run_dir_names_follow_the_resolved_config(tmp_path):
   assert workdir.load_config_json(run_dir) == config.to_dict() | {
     'optimizer': config.optimizer.to_dict() | {'milestones': []},
     'lmc': config.lmc.to_dict() | {'rewind_steps': [], 'levels': [0]},  # JSON lists.
+    'data': config.data.to_dict() | {'classes': []},
   }

@@ -1,0 +1,211 @@
+"""Training a ticket on a small device: numpy (and scipy.sparse) only, no JAX, no XLA.
+
+This file imports nothing from lth_jax, JAX or Flax: copy it to the device
+beside a ticket file from ``lth export`` and train there on local data::
+
+    trainer = DeviceTrainer.from_file('ticket.npz')
+    for x, y in local_batches:            # uint8 images [B, 28, 28, 1], int labels [B]
+      loss = trainer.step(x, y)
+    logits = trainer.logits(x)
+
+Only the kept weights are stored, trained and updated: each layer is a CSR
+matrix whose data array is the vector of kept values, with its own Adam (or
+SGD) state of the same length. Hidden units with no kept outgoing weight (and
+input pixels with none) are dropped: they do not change the outputs and, in the
+framework too, their weights get exactly zero gradients. Units with no kept
+incoming weight stay: their bias still trains.
+
+The optimizer is the recipe's (Adam for LeNet: optax.adam's update, eps inside
+the square root's sum as optax), started fresh at step 0: this is the
+framework's ticket at level 0 or after rewinding to θ0, and it equals the
+framework's masked training step by step on the same batches to float
+tolerance (tests/test_device.py). Inputs are normalized as the framework's
+``(x / 255 - mean) / std``; give the training data's ``mean`` and ``std``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import scipy.sparse as sp
+
+FORMAT = 'lth_jax.ticket/1'
+
+
+def read_ticket(path: str | os.PathLike):
+  """(header, params, masks, model_state) of a ticket file: flat dicts of numpy arrays.
+
+  Raises ValueError for a file that is not a readable ticket (OSError if missing).
+  """
+  with np.load(path, allow_pickle=False) as z:
+    arrays = {k: z[k] for k in z.files}
+  header = json.loads(arrays.pop('header').tobytes().decode())
+  if header.get('format') != FORMAT:
+    raise ValueError(f'format {header.get("format")!r}, expected {FORMAT!r}')
+  params, masks = {}, {}
+  for leaf in header['leaves']:
+    params[leaf['name']], masks[leaf['name']] = _unpack(leaf, arrays)
+  state = {name: arrays[f'state/{name}'] for name in header['state']}
+  return header, params, masks, state
+
+
+def _unpack(leaf, arrays):
+  name, shape, dtype = leaf['name'], tuple(leaf['shape']), np.dtype(leaf['dtype'])
+  if leaf['stored'] == 'dense':
+    value = arrays[f'value/{name}']
+    if value.shape != shape or value.dtype != dtype:
+      raise ValueError(f'{name} is {value.shape} {value.dtype}, expected {shape} {dtype}')
+    return value, np.ones(shape, bool)
+  mask = np.unpackbits(arrays[f'mask/{name}'], count=int(np.prod(shape))).astype(bool)
+  kept = arrays[f'value/{name}']
+  if kept.shape != (int(mask.sum()),) or kept.shape[0] != leaf['kept'] or kept.dtype != dtype:
+    raise ValueError(f'{name} holds {kept.shape[0]} kept values, its mask {int(mask.sum())}')
+  value = np.zeros(mask.size, dtype)
+  value[mask] = kept
+  return value.reshape(shape), mask.reshape(shape)
+
+
+def dense_layers(params: dict) -> list[str]:
+  """The MLP's layers in order: dense_0, dense_1, ..., output."""
+  names = [n.rsplit('/', 1)[0] for n in params if n.endswith('/kernel')]
+  if any(params[f'{n}/kernel'].ndim != 2 for n in names):
+    raise ValueError('the device trainer handles MLPs (dense kernels) only, not conv layers')
+  return sorted(
+    names, key=lambda n: (n == 'output', int(n.rsplit('_', 1)[-1]) if n[-1].isdigit() else 0)
+  )
+
+
+def live_units(masks: list[np.ndarray]) -> list[np.ndarray]:
+  """Per layer input (pixels, then hidden units): which have a path to the outputs."""
+  alive = [np.ones(m.shape[0], bool) for m in masks] + [np.ones(masks[-1].shape[1], bool)]
+  for i in range(len(masks) - 1, -1, -1):  # Backwards: a unit lives if it feeds a live unit.
+    alive[i] = masks[i][:, alive[i + 1]].any(axis=1)
+  return alive[:-1]
+
+
+class DeviceTrainer:
+  """Forward, backward and optimizer over the kept weights of a ticket MLP."""
+
+  def __init__(self, params: dict, masks: dict, *, optimizer: dict, mean=0.0, std=1.0):
+    self.names = dense_layers(params)
+    ms = [np.asarray(masks[f'{n}/kernel'], bool) for n in self.names]
+    self.alive = [*live_units(ms), np.ones(ms[-1].shape[1], bool)]
+    self.inputs = np.flatnonzero(self.alive[0])  # Pixels that reach the outputs.
+    self.start = {k: np.where(masks[k], v, 0).astype(v.dtype) for k, v in params.items()}
+    self.layers, self.biases, self.kept_masks = [], [], []
+    for i, name in enumerate(self.names):
+      rows, cols = self.alive[i], self.alive[i + 1]
+      w, m = params[f'{name}/kernel'][rows][:, cols], ms[i][rows][:, cols]
+      # CSR of Wᵀ (out x in): its data array is the vector of kept values.
+      w_t = sp.csr_matrix((w.T[m.T].astype(np.float32), np.nonzero(m.T)), shape=m.T.shape)
+      self.layers.append(w_t)
+      self.kept_masks.append(m)
+      self.biases.append(np.array(params[f'{name}/bias'][cols], np.float32))
+    self.columns = [_column_of(layer) for layer in self.layers]
+    self.mean, self.std = np.float32(mean), np.float32(std)
+    self.opt = dict(optimizer)
+    self.t = 0
+    self.slots = [np.zeros_like(v) for v in self._values()] if self.opt['name'] == 'adam' else []
+    self.slots2 = [np.zeros_like(v) for v in self._values()]
+
+  @classmethod
+  def from_file(cls, path, *, mean=0.0, std=1.0) -> DeviceTrainer:
+    """A trainer for a ticket file, with the optimizer of the config it came from."""
+    header, params, masks, _ = read_ticket(path)
+    opt = header['provenance']['config']['optimizer']
+    return cls(params, masks, optimizer=opt, mean=mean, std=std)
+
+  def _values(self) -> list[np.ndarray]:
+    return [v for layer, b in zip(self.layers, self.biases, strict=True) for v in (layer.data, b)]
+
+  def kept(self) -> int:
+    return int(sum(layer.nnz for layer in self.layers))
+
+  def normalize(self, x_raw) -> np.ndarray:
+    x = np.asarray(x_raw, np.float32).reshape(len(x_raw), -1) / np.float32(255.0)
+    return ((x - self.mean) / self.std)[:, self.inputs]
+
+  def forward(self, x) -> list[np.ndarray]:
+    """Activations [input, hidden..., logits] for normalized inputs (live pixels only)."""
+    hs = [x]
+    for i, (w_t, b) in enumerate(zip(self.layers, self.biases, strict=True)):
+      z = np.asarray(w_t @ hs[-1].T).T + b
+      hs.append(np.maximum(z, 0) if i + 1 < len(self.layers) else z)
+    return hs
+
+  def logits(self, x_raw) -> np.ndarray:
+    return self.forward(self.normalize(x_raw))[-1]
+
+  def gradients(self, x, y) -> tuple[float, list[np.ndarray]]:
+    """Mean softmax cross-entropy and its gradient for every kept value and bias."""
+    hs = self.forward(x)
+    z = hs[-1] - hs[-1].max(axis=1, keepdims=True)
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    n = len(y)
+    loss = float(-np.mean(np.log(p[np.arange(n), y])))
+    delta = p
+    delta[np.arange(n), y] -= 1
+    delta /= n
+    grads = []
+    for i in range(len(self.layers) - 1, -1, -1):
+      w_t, h = self.layers[i], hs[i]
+      rows, cols = self.columns[i]
+      grads[:0] = [_kept_product(delta, h, rows, cols, w_t), delta.sum(axis=0)]
+      if i:
+        delta = np.asarray(w_t.T @ delta.T).T * (hs[i] > 0)
+    return loss, grads
+
+  def step(self, x_raw, y) -> float:
+    """One optimizer step on a batch of raw images and labels; returns the loss before it."""
+    loss, grads = self.gradients(self.normalize(x_raw), np.asarray(y))
+    self.t += 1
+    for j, (value, g) in enumerate(zip(self._values(), grads, strict=True)):
+      value -= self._update(j, g.astype(np.float32))
+    return loss
+
+  def _update(self, j, g):
+    o, lr = self.opt, np.float32(self.opt['learning_rate'])
+    if o['name'] == 'adam':
+      b1, b2, eps = np.float32(0.9), np.float32(0.999), np.float32(1e-8)
+      self.slots[j] = b1 * self.slots[j] + (1 - b1) * g
+      self.slots2[j] = b2 * self.slots2[j] + (1 - b2) * g * g
+      m_hat = self.slots[j] / (1 - b1**self.t)
+      v_hat = self.slots2[j] / (1 - b2**self.t)
+      return lr * m_hat / (np.sqrt(v_hat) + eps)
+    if o.get('momentum'):
+      self.slots2[j] = np.float32(o['momentum']) * self.slots2[j] + g
+      return lr * self.slots2[j]
+    return lr * g
+
+  def dense_params(self) -> dict:
+    """The trained ticket in the full shapes (flat dict like the file's params).
+
+    Dropped units keep their starting values: their gradients are exactly zero.
+    """
+    out = {k: v.copy() for k, v in self.start.items()}
+    for i, name in enumerate(self.names):
+      rows, cols = np.flatnonzero(self.alive[i]), np.flatnonzero(self.alive[i + 1])
+      kept = self.layers[i].T.tocsr()  # in x out
+      block = np.where(self.kept_masks[i], np.asarray(kept.todense()), 0).astype(np.float32)
+      out[f'{name}/kernel'][np.ix_(rows, cols)] = block
+      out[f'{name}/bias'][cols] = self.biases[i]
+    return out
+
+
+def _kept_product(delta, h, rows, cols, w_t) -> np.ndarray:
+  """The kept entries of (δᵀ·h): sampled when very sparse, else one BLAS product then a gather."""
+  if w_t.nnz < SAMPLED_BELOW * w_t.shape[0] * w_t.shape[1]:
+    return np.einsum('bk,bk->k', delta[:, rows], h[:, cols])
+  return (delta.T @ h)[rows, cols]
+
+
+# Below this density a layer's weight gradient is computed only at the kept entries.
+SAMPLED_BELOW = 0.01
+
+
+def _column_of(w_t) -> tuple[np.ndarray, np.ndarray]:
+  """(row, column) of every stored entry of a CSR matrix, in its data order."""
+  rows = np.repeat(np.arange(w_t.shape[0]), np.diff(w_t.indptr))
+  return rows, w_t.indices.copy()

@@ -1,0 +1,91 @@
+"""The numpy-only device trainer: no JAX inside, and the framework's masked training step by step."""
+
+import functools
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from lth_jax import device, models, ticket, train
+from lth_jax import masks as masks_lib
+
+DEVICE_PY = Path(device.__file__)
+
+
+def test_device_module_runs_without_jax(tmp_path):
+  code = f"""
+import importlib.util, sys
+sys.modules['jax'] = None  # import jax now raises
+sys.modules['jaxlib'] = None
+sys.modules['flax'] = None
+spec = importlib.util.spec_from_file_location('device', {str(DEVICE_PY)!r})
+device = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(device)
+assert not any(m.startswith(('jax', 'flax', 'lth_jax')) and sys.modules[m] is not None for m in sys.modules)
+print('ok', device.DeviceTrainer.__name__)
+"""
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr
+  assert out.stdout.strip() == 'ok DeviceTrainer'
+
+
+def small_ticket(tmp_path, density=0.3):
+  """A LeNet-style ticket 784-32-16-10 with a random mask and dead units, written to a file."""
+  model = models.LeNet300100(num_classes=10, hidden=(32, 16))
+  params = jax.tree.map(
+    np.array, model.init(jax.random.key(3), jnp.zeros((1, 28, 28, 1)))['params']
+  )
+  rng = np.random.default_rng(0)
+  masks = jax.tree.map(
+    lambda p: rng.random(p.shape) < density if p.ndim == 2 else np.ones(p.shape, bool), params
+  )
+  masks['dense_0']['kernel'][:, 2] = False  # no incoming: its bias still trains
+  masks['output']['kernel'][4, :] = False  # no outgoing: dropped
+  masks['dense_0']['kernel'][:56] = False  # two rows of pixels feed nothing
+  params['dense_0']['bias'][2] = 0.1  # relu(0) has no gradient: a live constant unit.
+  params = masks_lib.apply(params, masks)
+  header = {
+    'model': {'name': 'lenet300', 'settings': {'num_classes': 10}}, 'weights_remaining': density,
+    'provenance': {'config': {'optimizer': {'name': 'adam', 'learning_rate': 1.2e-3}}},
+  }  # fmt: skip
+  t = ticket.Ticket(ticket.flatten(params), ticket.flatten(masks), {}, header)
+  return model, ticket.save(t, tmp_path / 'small.npz')
+
+
+@pytest.mark.parametrize('density', [0.3, 0.004])  # BLAS then gather; sampled products
+def test_device_equals_framework_step_by_step(tmp_path, density):
+  model, path = small_ticket(tmp_path, density)
+  _, params, masks, _ = device.read_ticket(path)
+  trainer = device.DeviceTrainer.from_file(path, mean=0.25, std=0.5)
+  assert trainer.opt == {'name': 'adam', 'learning_rate': 1.2e-3} and trainer.t == 0  # fresh Adam
+  assert len(trainer.inputs) <= 784 - 56 and trainer.layers[1].shape[0] <= 15  # dropped
+  task = train.Task(
+    model=model, optimizer=optax.adam(1.2e-3), batch_size=25, mean=(0.25,), std=(0.5,)
+  )
+  state = train.create_state(task, ticket.unflatten(params), {}, ticket.unflatten(masks))
+  step = jax.jit(functools.partial(train.train_step, task))
+  rng = np.random.default_rng(1)
+  # Batches of 25: a class frequency is never exactly the 1/10 of an all-equal softmax,
+  # whose zero gradient Adam would turn into ±learning rate on float noise.
+  x_all = rng.integers(0, 256, size=(125, 28, 28, 1), dtype=np.uint8)
+  y_all = rng.integers(0, 10, size=125).astype(np.int32)
+  for i in range(5):
+    x, y = x_all[i * 25 : (i + 1) * 25], y_all[i * 25 : (i + 1) * 25]
+    want_logits = model.apply({'params': state.params}, task.normalize(x))
+    np.testing.assert_allclose(trainer.logits(x), want_logits, rtol=1e-5, atol=1e-5)
+    state, want_loss = step(state, x, y, jax.random.key(0))
+    loss = trainer.step(x, y)
+    assert abs(loss - float(want_loss)) < 1e-5
+    got, want = trainer.dense_params(), ticket.flatten(jax.tree.map(np.asarray, state.params))
+    for name in want:
+      np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=2e-6, err_msg=name)
+      assert np.all(got[name][~masks[name]] == 0)  # Pruned weights stay exactly zero.
+  moved = got['dense_0/bias'][2] != params['dense_0/bias'][2]
+  assert moved == trainer.alive[1][2]  # A live unit without incoming weights trains its bias.
+  if density > 0.1:
+    assert moved
