@@ -22,7 +22,12 @@ best-of-``--repeats`` within this one run, so ratios are comparable.
 
 from __future__ import annotations
 
-import argparse
+import os
+
+# numpy's BLAS single-threaded, as on a small device (and many threads thrash a shared CPU).
+os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
+
+import argparse  # noqa: E402
 import dataclasses
 import functools
 import tempfile
