@@ -17,12 +17,18 @@ For each level's ticket (``lth_jax.ticket.export``), at batch 60 on fixed data:
 
 The break-even density is where the device trainer's step time crosses the
 dense-masked one's (linear interpolation between measured levels). Times are
-best-of-``--repeats`` within this one run, so ratios are comparable.
+best-of-``--repeats``, the ways of one level timed in turns, so that a shared CPU's
+load hits them alike and their ratios are comparable.
 """
 
 from __future__ import annotations
 
-import argparse
+import os
+
+# numpy's BLAS single-threaded, as on a small device (and many threads thrash a shared CPU).
+os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
+
+import argparse  # noqa: E402
 import dataclasses
 import functools
 import tempfile
@@ -53,13 +59,13 @@ def make_study(root: Path, data_dir: str) -> Path:
   return run_study(c, root, log=lambda m: None, progress=False)
 
 
-def library_step(model, params, masks, data, steps: int, repeats: int) -> float:
+def library_step(model, params, masks, data, steps: int):
   task = dataclasses.replace(common.lenet_task(), model=model)
   state = train_lib.create_state(task, params, {}, masks)
   run = jax.jit(functools.partial(train_lib.train_steps, task, num_steps=steps, train=data))
   key = jax.random.key(0)
   common.block(run(state, data_key=key))
-  return common.best_of(lambda: common.block(run(state, data_key=key)), repeats) / steps
+  return lambda: common.block(run(state, data_key=key))
 
 
 def uncompacted(params, masks) -> compact.CompactMLP:
@@ -75,7 +81,7 @@ def uncompacted(params, masks) -> compact.CompactMLP:
   )
 
 
-def masked_step(small: compact.CompactMLP, data, steps: int, repeats: int) -> float:
+def masked_step(small: compact.CompactMLP, data, steps: int):
   """One loop for both: Adam on (W ⊙ m) kernels with masked gradients, data pre-batched."""
   params, masks = small.params(), _masks_tree(small)
   opt = optax.adam(1.2e-3)
@@ -94,7 +100,7 @@ def masked_step(small: compact.CompactMLP, data, steps: int, repeats: int) -> fl
 
   run = jax.jit(lambda p: jax.lax.scan(body, (p, opt.init(p)), (x_all, y_all))[0])
   common.block(run(params))
-  return common.best_of(lambda: common.block(run(params)), repeats) / steps
+  return lambda: common.block(run(params))
 
 
 def _masks_tree(small):
@@ -104,7 +110,7 @@ def _masks_tree(small):
   }
 
 
-def device_step(path: Path, x, y, steps: int, repeats: int) -> float:
+def device_step(path: Path, x, y, steps: int):
   trainer = device.DeviceTrainer.from_file(path)
 
   def go():
@@ -112,7 +118,7 @@ def device_step(path: Path, x, y, steps: int, repeats: int) -> float:
       trainer.step(x[i * BATCH : (i + 1) * BATCH], y[i * BATCH : (i + 1) * BATCH])
 
   go()
-  return common.best_of(go, repeats) / steps
+  return go
 
 
 def inference(model, params, masks, small, x, repeats: int) -> dict[str, float]:
@@ -123,12 +129,12 @@ def inference(model, params, masks, small, x, repeats: int) -> dict[str, float]:
   csr, xn = small.sparse(), np.asarray(xf)
   common.block(dense(params, masks, xf))
   common.block(comp(cparams, xf))
-  return {
-    'infer_dense_masked_ms': 1e3
-    * common.best_of(lambda: common.block(dense(params, masks, xf)), repeats),
-    'infer_compact_ms': 1e3 * common.best_of(lambda: common.block(comp(cparams, xf)), repeats),
-    'infer_csr_ms': 1e3 * common.best_of(lambda: csr(xn), repeats),
+  runs = {
+    'infer_dense_masked_ms': lambda: common.block(dense(params, masks, xf)),
+    'infer_compact_ms': lambda: common.block(comp(cparams, xf)),
+    'infer_csr_ms': lambda: csr(xn),
   }
+  return interleaved(runs, repeats, per=1)
 
 
 def measure(run_dir: Path, level: int, data, out: Path, steps: int, repeats: int) -> dict:
@@ -144,10 +150,16 @@ def measure(run_dir: Path, level: int, data, out: Path, steps: int, repeats: int
     'level': level,
     'remaining': t.header['weights_remaining'],
     'compact_shapes': 'x'.join(str(s[0]) for s in folded.shapes) + f'x{folded.shapes[-1][1]}',
-    'train_library_ms': 1e3 * library_step(model, params, masks, data, steps, repeats),
-    'train_dense_masked_ms': 1e3 * masked_step(full, data, steps, repeats),
-    'train_compact_ms': 1e3 * masked_step(trainable, data, steps, repeats),
-    'train_device_ms': 1e3 * device_step(path, x, y, steps, repeats),
+    **interleaved(
+      {
+        'train_library_ms': library_step(model, params, masks, data, steps),
+        'train_dense_masked_ms': masked_step(full, data, steps),
+        'train_compact_ms': masked_step(trainable, data, steps),
+        'train_device_ms': device_step(path, x, y, steps),
+      },
+      repeats,
+      per=steps,
+    ),
     **inference(model, params, masks, folded, np.asarray(data.x[:INFER_BATCH]), repeats),
     'dense_bytes': t.dense_bytes(),
     'compact_bytes': int(sum(k.nbytes + b.nbytes for k, b in zip(folded.kernels, folded.biases))),
@@ -155,6 +167,17 @@ def measure(run_dir: Path, level: int, data, out: Path, steps: int, repeats: int
     'file_bytes': ticket.file_bytes(path),
   }
   return row
+
+
+def interleaved(runs: dict, repeats: int, *, per: int) -> dict[str, float]:
+  """Best ms per step of each run, timed in turns (a shared CPU's load hits them alike)."""
+  best = dict.fromkeys(runs, float('inf'))
+  for _ in range(repeats):
+    for name, go in runs.items():
+      began = time.perf_counter()
+      go()
+      best[name] = min(best[name], time.perf_counter() - began)
+  return {name: 1e3 * seconds / per for name, seconds in best.items()}
 
 
 def break_even(rows) -> float | None:

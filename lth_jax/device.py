@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import scipy.sparse as sp
@@ -104,6 +105,9 @@ class DeviceTrainer:
       self.kept_masks.append(m)
       self.biases.append(np.array(params[f'{name}/bias'][cols], np.float32))
     self.columns = [_column_of(layer) for layer in self.layers]
+    self.products = [None] * len(
+      self.layers
+    )  # Weight-gradient product per layer, chosen by timing.
     self.mean, self.std = np.float32(mean), np.float32(std)
     self.opt = dict(optimizer)
     self.t = 0
@@ -152,7 +156,9 @@ class DeviceTrainer:
     for i in range(len(self.layers) - 1, -1, -1):
       w_t, h = self.layers[i], hs[i]
       rows, cols = self.columns[i]
-      grads[:0] = [_kept_product(delta, h, rows, cols, w_t), delta.sum(axis=0)]
+      if self.products[i] is None:
+        self.products[i] = _faster(delta, h, rows, cols)
+      grads[:0] = [self.products[i](delta, h, rows, cols), delta.sum(axis=0)]
       if i:
         delta = np.asarray(w_t.T @ delta.T).T * (hs[i] > 0)
     return loss, grads
@@ -194,15 +200,24 @@ class DeviceTrainer:
     return out
 
 
-def _kept_product(delta, h, rows, cols, w_t) -> np.ndarray:
-  """The kept entries of (δᵀ·h): sampled when very sparse, else one BLAS product then a gather."""
-  if w_t.nnz < SAMPLED_BELOW * w_t.shape[0] * w_t.shape[1]:
-    return np.einsum('bk,bk->k', delta[:, rows], h[:, cols])
+def sampled_product(delta, h, rows, cols) -> np.ndarray:
+  """The kept entries of (δᵀ·h), computed only there."""
+  return np.einsum('bk,bk->k', delta[:, rows], h[:, cols])
+
+
+def dense_product(delta, h, rows, cols) -> np.ndarray:
+  """The kept entries of (δᵀ·h): one BLAS product, then a gather."""
   return (delta.T @ h)[rows, cols]
 
 
-# Below this density a layer's weight gradient is computed only at the kept entries.
-SAMPLED_BELOW = 0.01
+def _faster(delta, h, rows, cols):
+  """Whichever of the two products is faster for this layer on this machine (timed once)."""
+  times = []
+  for product in (sampled_product, dense_product):
+    began = time.perf_counter()
+    product(delta, h, rows, cols)
+    times.append((time.perf_counter() - began, product))
+  return min(times, key=lambda t: t[0])[1]
 
 
 def _column_of(w_t) -> tuple[np.ndarray, np.ndarray]:
