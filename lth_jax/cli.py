@@ -154,9 +154,6 @@ def _restore_tuples(cfg) -> None:
   cfg.optimizer.milestones = tuple(cfg.optimizer.milestones)
   if 'lmc' not in cfg:  # Written before the LMC keys existed: their defaults.
     cfg.lmc = config_lib.lmc_defaults()
-  else:
-    cfg.lmc.rewind_steps = tuple(cfg.lmc.rewind_steps)
-    cfg.lmc.levels = tuple(cfg.lmc.levels)
 
 
 def list_runs(root: Path) -> str:
