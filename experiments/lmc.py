@@ -7,7 +7,7 @@ Instability = max over the path of the error − the mean of the two ends' error
 
 Run (from the repository root):
 
-    lth run --config=experiments/lmc.py:lenet300                # 3 seeds, ~30 min on a CPU
+    lth run --config=experiments/lmc.py:lenet300                # 3 seeds, ~40 min on a CPU
     lth run --config=experiments/lmc.py:resnet20                # CIFAR-10, for a GPU
     lth run --config=experiments/lmc.py:vgg16
 
@@ -17,7 +17,7 @@ Variants:
     k in (0, 100, 500, 2000), levels 0, 3 (51% of the weights left) and 6 (26%),
     31 points on the path, 3 seeds. The paper finds LeNet on MNIST stable from
     k = 0, dense and sparse. Runtime on 2 CPU cores shared with other jobs:
-    ~30 minutes (4 k x 3 seeds x (7 IMP runs + 3 pairs)).
+    39 minutes measured (4 k x 3 seeds x (7 IMP runs + 3 pairs)).
   resnet20: ResNet-20 on CIFAR-10 with open_lth's recipe (experiments/resnet20.py),
     k in (0, 100, 500, 2000, 5000), levels 0, 4 (41%) and 8 (16.8%), global
     pruning, 3 seeds. The paper finds it stable only after hundreds to a few

@@ -77,8 +77,8 @@ def train_pair(trainer: Trainer, start: TrainState, data_keys, *, until: int):
 
 
 @functools.cache
-def _path_program(study: Study):
-  return jax.jit(functools.partial(connectivity.path_metrics, study.task))
+def _path_program(task):
+  return jax.jit(functools.partial(connectivity.path_metrics, task))
 
 
 def path(study: Study, state_a, state_b, *, num_alphas: int, bn_recompute: bool, seed: int):
@@ -86,7 +86,7 @@ def path(study: Study, state_a, state_b, *, num_alphas: int, bn_recompute: bool,
   grid = connectivity.alphas(num_alphas)
   recompute = bn_recompute and bool(jax.tree.leaves(state_a.model_state))
   bn_key = jax.random.fold_in(seed_keys(seed).data, BN_SALT)
-  losses, errors = _path_program(study)(
+  losses, errors = _path_program(study.task)(
     state_a, state_b, study.eval_splits['test'], grid,
     bn_data=study.train if recompute else None, bn_key=bn_key,
   )  # fmt: skip

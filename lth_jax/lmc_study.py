@@ -47,10 +47,12 @@ def run_lmc(config, workdir_path: str | os.PathLike, *, log=print, progress=None
   with workdir.Lock(lmc_dir, log=log):
     log(f'loading {config.data.name} ...')
     dataset = build.load_data(config)
+    study = build.from_config(rewind_config(config, 0), dataset, validated=True)
     for k in settings.rewind_steps:
       k_config = rewind_config(config, k)
       k_dir = rewind_dir(lmc_dir, k)
-      study = build.from_config(k_config, dataset, validated=True)
+      # The configs differ in rewind_step alone: one study, its compiled programs reused by every k.
+      study.rewind_step = int(k)
       log(f'rewinding to k={k}: IMP in {k_dir}')
       store = runner.run_imp(study, run_dir=k_dir, log=log, progress=progress)
       (k_dir / 'config.json').write_text(config_lib.to_json(k_config) + '\n')  # For lth report.

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from fake_data import fake_data, make_task
+from fake_data import fake_data
 
 from lth_jax import connectivity, pruning
 from lth_jax import masks as masks_lib
@@ -65,8 +65,8 @@ def _trained_pair(key):
   start = train_lib.create_state(task, params, model_state, masks)
   steps, _ = train_lib.compiled(task, vmapped=False)
   data = fake_data(300)
-  state_a, _ = steps(jax.device_get(start), data, jax.random.key(1), 20)
-  state_b, _ = steps(jax.device_get(start), data, jax.random.key(2), 20)
+  state_a, _ = steps(jax.device_get(start), data, jax.random.key(1), 10)
+  state_b, _ = steps(jax.device_get(start), data, jax.random.key(2), 10)
   return task, state_a, state_b
 
 
@@ -79,9 +79,10 @@ def test_path_is_the_evaluation_of_each_interpolated_network(key):
     task, state_a, state_b, split, grid
   )
   evaluate = jax.jit(train_lib.evaluate, static_argnums=0)
+  interpolate = jax.jit(connectivity.interpolate)
   for i, alpha in enumerate(np.asarray(grid)):
     state = state_a._replace(
-      params=connectivity.interpolate(state_a.params, state_b.params, state_a.masks, alpha)
+      params=interpolate(state_a.params, state_b.params, state_a.masks, alpha)
     )
     loss, accuracy = evaluate(task, state, split)
     assert float(errors[i]) == pytest.approx(1 - float(accuracy), abs=1e-6)
@@ -124,10 +125,10 @@ def test_batch_norm_statistics_recomputed_as_a_running_average_by_hand(key):
   np.testing.assert_allclose(out.model_state['batch_stats']['bn']['mean'], mean, rtol=1e-4)
   np.testing.assert_allclose(out.model_state['batch_stats']['bn']['var'], var, rtol=1e-4)
   # A network without model state is left alone.
-  plain = make_task()
-  p, s = train_lib.init_variables(plain.model, key, (28, 28, 1))
-  lenet = train_lib.create_state(plain, p, s)
-  assert connectivity.recompute_batch_stats(plain, lenet, fake_data(100), key) is lenet
+  plain = train_lib.Task(SmallMLP(), optax.sgd(0.1), batch_size=10)
+  p, s = train_lib.init_variables(plain.model, key, (4, 4, 1))
+  mlp = train_lib.create_state(plain, p, s)
+  assert connectivity.recompute_batch_stats(plain, mlp, data, key) is mlp
 
 
 def test_path_of_a_batch_norm_network_recomputes_statistics_at_every_alpha(key):

@@ -98,3 +98,25 @@ def test_smoke_variant_end_to_end_and_resumed(fashion_mnist_dir, tmp_path):
   cli.run_study(config, tmp_path, log=logged.append, progress=False)
   assert (lmc_dir / 'instability.csv').read_text() == before
   assert not [line for line in logged if line.startswith(('k=', 'done:'))]
+
+
+def test_resumed_lmc_configs_name_the_same_directory_and_old_ones_get_the_defaults():
+  import json
+
+  import ml_collections
+
+  from lth_jax import cli
+
+  config = lmc.get_config('smoke')
+  saved = json.loads(config_lib.to_json(config))
+  assert saved['lmc']['rewind_steps'] == [0, 20]  # JSON has lists: still valid, same directory.
+  cfg = ml_collections.ConfigDict(saved)
+  cli._restore_tuples(cfg)
+  config_lib.validate(cfg)
+  assert config_lib.study_hash(cfg) == config_lib.study_hash(config)
+  old = json.loads(config_lib.to_json(lenet300.get_config('smoke')))
+  del old['lmc']  # A config.json written before the lmc keys existed.
+  cfg = ml_collections.ConfigDict(old)
+  cli._restore_tuples(cfg)
+  config_lib.validate(cfg)
+  assert config_lib.study_hash(cfg) == '8f7c7a3359'
