@@ -160,7 +160,6 @@ def _write_report(run_dir: Path, log) -> None:
 
 def resume(run_dir: Path, log=print) -> Path:
   cfg = config_lib.with_new_keys(workdir.load_config_json(run_dir))
-  _restore_tuples(cfg)
   expected = workdir.run_dir_for(run_dir.parent, cfg)
   if expected.resolve() != run_dir.resolve():
     raise RunError(
@@ -168,15 +167,6 @@ def resume(run_dir: Path, log=print) -> Path:
       'was it renamed or its config edited?'
     )
   return run_study(cfg, run_dir.parent, log=log)
-
-
-def _restore_tuples(cfg) -> None:
-  # JSON turns tuples into lists; the config schema uses tuples (keys an older config.json
-  # lacks were given their defaults by ``config.with_new_keys``).
-  cfg.optimizer.milestones = tuple(cfg.optimizer.milestones)
-  cfg.lmc.rewind_steps = tuple(cfg.lmc.rewind_steps)
-  cfg.lmc.levels = tuple(cfg.lmc.levels)
-  cfg.data.classes = tuple(cfg.data.classes)
 
 
 def list_runs(root: Path) -> str:

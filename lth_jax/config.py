@@ -323,10 +323,18 @@ def arms_of(config) -> list[str]:
   return [a for a in controls.ARMS if a in names]
 
 
+# Keys whose values are tuples in the schema (JSON reads them back as lists).
+TUPLE_KEYS = ('optimizer.milestones', 'lmc.rewind_steps', 'lmc.levels', 'data.classes')
+
+
 def with_new_keys(config):
-  """``config`` (e.g. an older run's config.json) with the ``DEFAULT_ONLY`` keys it lacks."""
+  """``config`` (e.g. an older run's config.json) with the ``DEFAULT_ONLY`` keys it lacks
+  and the schema's tuples where JSON has lists."""
   config = ml_collections.ConfigDict(config)
   add_missing_defaults(config)
+  for key in TUPLE_KEYS:
+    section, name = key.split('.')
+    config[section][name] = tuple(config[section][name])
   return config
 
 

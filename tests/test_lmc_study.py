@@ -103,20 +103,14 @@ def test_smoke_variant_end_to_end_and_resumed(fashion_mnist_dir, tmp_path):
 def test_resumed_lmc_configs_name_the_same_directory_and_old_ones_get_the_defaults():
   import json
 
-  import ml_collections
-
-  from lth_jax import cli
-
   config = lmc.get_config('smoke')
   saved = json.loads(config_lib.to_json(config))
   assert saved['lmc']['rewind_steps'] == [0, 20]  # JSON has lists: still valid, same directory.
-  cfg = ml_collections.ConfigDict(saved)
-  cli._restore_tuples(cfg)
+  cfg = config_lib.with_new_keys(saved)
   config_lib.validate(cfg)
   assert config_lib.study_hash(cfg) == config_lib.study_hash(config)
   old = json.loads(config_lib.to_json(lenet300.get_config('smoke')))
   del old['lmc']  # A config.json written before the lmc keys existed.
-  cfg = ml_collections.ConfigDict(old)
-  cli._restore_tuples(cfg)
+  cfg = config_lib.with_new_keys(old)
   config_lib.validate(cfg)
   assert config_lib.study_hash(cfg) == '8f7c7a3359'
