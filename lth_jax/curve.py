@@ -119,3 +119,31 @@ def evaluation_steps(first: int, last: int, *, eval_every: int) -> list[int]:
 def new_curve(first: int, until: int, *, eval_every: int, num_runs: int = 1) -> Curve:
   """An empty curve with room for every evaluation from ``first`` to ``until``."""
   return Curve(num_runs, 1 + len(evaluation_steps(first, until, eval_every=eval_every)))
+
+
+def early_stop(steps: np.ndarray, metrics: np.ndarray) -> dict[str, float]:
+  """Summary numbers at the evaluation of minimum validation loss.
+
+  ``metrics`` is [evaluations, len(EVAL_METRICS)] (NaN where a metric was not
+  evaluated); evaluations whose validation loss is not finite (after a
+  divergence) are ignored. The test split is evaluated at every new minimum of
+  the validation loss and at the final step, so both are read where they were
+  evaluated; ``final_*`` is the last evaluation with test metrics (the final
+  step unless the run diverged).
+  """
+  col = {name: i for i, name in enumerate(EVAL_METRICS)}
+  finite = np.isfinite(metrics[:, col['val_loss']])
+  val_loss = np.where(finite, metrics[:, col['val_loss']], np.inf)
+  best = int(np.argmin(val_loss))  # First minimum: the earliest such iteration.
+  tested = finite & np.isfinite(metrics[:, col['test_accuracy']])
+  last = int(np.max(np.nonzero(tested)[0])) if tested.any() else best
+  row = metrics[best]
+  return {
+    'early_stop_step': int(steps[best]),
+    'val_loss_at_early_stop': float(row[col['val_loss']]),
+    'val_accuracy_at_early_stop': float(row[col['val_accuracy']]),
+    'test_accuracy_at_early_stop': float(row[col['test_accuracy']]),
+    'train_accuracy_at_early_stop': float(row[col['train_accuracy']]),
+    'final_test_accuracy': float(metrics[last, col['test_accuracy']]),
+    'final_step': int(steps[last]),
+  }

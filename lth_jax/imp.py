@@ -25,7 +25,7 @@ from lth_jax import artifacts, criteria, early, parallel
 from lth_jax import masks as masks_lib
 from lth_jax import rewind as rewind_lib
 from lth_jax import segment as segment_lib
-from lth_jax.curve import Curve, new_curve
+from lth_jax.curve import Curve, early_stop, new_curve
 from lth_jax.fit import Hook, fit
 from lth_jax.store import MemoryStore, Store
 from lth_jax.study import RunKey, Study, control_key, seed_keys
@@ -343,34 +343,6 @@ def _describe(runs: Sequence[RunKey]) -> str:
 
 
 # ----------------------------------------------------------------------------- results
-
-
-def early_stop(steps: np.ndarray, metrics: np.ndarray) -> dict[str, float]:
-  """Summary numbers at the evaluation of minimum validation loss.
-
-  ``metrics`` is [evaluations, len(EVAL_METRICS)] (NaN where a metric was not
-  evaluated); evaluations whose validation loss is not finite (after a
-  divergence) are ignored. The test split is evaluated at every new minimum of
-  the validation loss and at the final step, so both are read where they were
-  evaluated; ``final_*`` is the last evaluation with test metrics (the final
-  step unless the run diverged).
-  """
-  col = {name: i for i, name in enumerate(EVAL_METRICS)}
-  finite = np.isfinite(metrics[:, col['val_loss']])
-  val_loss = np.where(finite, metrics[:, col['val_loss']], np.inf)
-  best = int(np.argmin(val_loss))  # First minimum: the earliest such iteration.
-  tested = finite & np.isfinite(metrics[:, col['test_accuracy']])
-  last = int(np.max(np.nonzero(tested)[0])) if tested.any() else best
-  row = metrics[best]
-  return {
-    'early_stop_step': int(steps[best]),
-    'val_loss_at_early_stop': float(row[col['val_loss']]),
-    'val_accuracy_at_early_stop': float(row[col['val_accuracy']]),
-    'test_accuracy_at_early_stop': float(row[col['test_accuracy']]),
-    'train_accuracy_at_early_stop': float(row[col['train_accuracy']]),
-    'final_test_accuracy': float(metrics[last, col['test_accuracy']]),
-    'final_step': int(steps[last]),
-  }
 
 
 def finish(
