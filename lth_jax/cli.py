@@ -170,18 +170,24 @@ def resume(run_dir: Path, log=print) -> Path:
 
 
 def list_runs(root: Path) -> str:
-  lines = [f'{"run":<40} {"config":<24} {"levels":>9}  state']
+  """A line per run directory: name, config, pruning levels done of those configured, state."""
+  lines = [f'{"run":<40} {"config":<24} {"pruned":>9}  state']
   for run_dir in sorted(p for p in root.iterdir() if (p / 'config.json').exists()):
     cfg = workdir.load_config_json(run_dir)
+    if cfg.get('lmc', {}).get('rewind_steps'):  # Its IMP runs are in rewind_<k>/.
+      state = f'LMC study (IMP per k in {run_dir.name}/rewind_<k>/)'
+      lines.append(f'{run_dir.name:<40} {cfg["name"]:<24} {"":>9}  {state}')
+      continue
     rows = results.read_rows(run_dir / results.SUMMARY)
-    total = cfg['num_levels'] + 1
     seeds, arms = cfg['num_seeds'], len(config_lib.arms_of(ml_collections.ConfigDict(cfg)))
-    done = sum(
-        1 for level in range(total)
-        if sum(int(r['level']) == level for r in rows) >= seeds * (1 if level == 0 else arms)
-    )  # fmt: skip
+    complete = [
+      level for level in range(cfg['num_levels'] + 1)
+      if sum(int(r['level']) == level for r in rows) >= seeds * (1 if level == 0 else arms)
+    ]  # fmt: skip
+    done, total = len([level for level in complete if level > 0]), cfg['num_levels']
+    finished = len(complete) == total + 1
     lines.append(
-      f'{run_dir.name:<40} {cfg["name"]:<24} {done:>4}/{total:<4}  {_state(run_dir, rows, done == total)}'
+      f'{run_dir.name:<40} {cfg["name"]:<24} {done:>4}/{total:<4}  {_state(run_dir, rows, finished)}'
     )
   return '\n'.join(lines)
 

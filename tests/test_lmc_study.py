@@ -92,6 +92,9 @@ def test_smoke_variant_end_to_end_and_resumed(fashion_mnist_dir, tmp_path):
   assert lmc_study.is_lmc_dir(lmc_dir) and not lmc_study.is_lmc_dir(lmc_dir / 'rewind_0')
   assert lmc_study.write_figures(lmc_dir) == lmc_dir / 'report'
   assert any('instability %' in line for line in logged)
+  (listed,) = [line for line in cli.list_runs(tmp_path).splitlines() if line.startswith('lmc-')]
+  assert 'LMC study' in listed and 'stopped' not in listed
+  assert 'finished' in cli.list_runs(lmc_dir)  # Each rewind_<k>/ is an ordinary run.
   # Run again: every IMP run and every pair is already there; nothing is recomputed.
   before = (lmc_dir / 'instability.csv').read_text()
   logged.clear()
