@@ -22,6 +22,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from lth_jax import config as config_lib
+from lth_jax import progress as progress_lib
 from lth_jax import results, workdir
 from lth_jax.errors import ConfigError, LthError, RunError
 
@@ -148,14 +149,7 @@ def divergence_notes(rows, config) -> list[str]:
 
 
 def _write_report(run_dir: Path, log) -> None:
-  try:
-    from lth_jax import report
-  except ImportError:
-    return
-  try:
-    log(f'report: {report.write_report(run_dir)}')
-  except Exception as e:  # A figure must never cost the results.
-    log(f'warning: the report could not be written ({type(e).__name__}: {e})')
+  progress_lib.write_figures(log, 'report', 'lth_jax.report', 'write_report', run_dir)
 
 
 def resume(run_dir: Path, log=print) -> Path:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lth_jax import build, lmc, results, runner, workdir
 from lth_jax import config as config_lib
+from lth_jax import progress as progress_lib
 
 
 def rewind_config(config, k: int):
@@ -61,7 +62,7 @@ def run_lmc(config, workdir_path: str | os.PathLike, *, log=print, progress=None
         num_alphas=settings.num_alphas, bn_recompute=settings.bn_recompute, log=log,
       )  # fmt: skip
     gather(lmc_dir, settings.rewind_steps)
-  _write_figures(lmc_dir, log)
+  progress_lib.write_figures(log, 'figures', 'lth_jax.lmc_figures', 'write_figures', lmc_dir)
   log('\n' + instability_table(results.read_rows(lmc_dir / lmc.INSTABILITY)))
   log(f'\nresults: {lmc_dir}/instability.csv, interpolation.csv; report: {lmc_dir}/report/')
   return lmc_dir
@@ -111,14 +112,3 @@ def write_figures(lmc_dir: Path) -> Path:
 
   gather(lmc_dir, workdir.load_config_json(lmc_dir)['lmc']['rewind_steps'])
   return lmc_figures.write_figures(lmc_dir)
-
-
-def _write_figures(lmc_dir: Path, log) -> None:
-  try:
-    from lth_jax import lmc_figures
-  except ImportError:
-    return
-  try:
-    log(f'figures: {lmc_figures.write_figures(lmc_dir)}')
-  except Exception as e:  # A figure must never cost the results.
-    log(f'warning: the figures could not be written ({type(e).__name__}: {e})')
