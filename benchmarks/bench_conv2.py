@@ -1,6 +1,6 @@
 """Conv-2 training throughput on CPU, against the machine's matmul FLOP floor.
 
-Compares the two conv implementations of ``lth_jax.im2col`` ('lax': XLA's own
+Compares the two conv implementations of ``lth_jax.core.im2col`` ('lax': XLA's own
 weight gradient; 'im2col': the same forward, weight gradient as one matmul).
 
 Times a jitted Adam train step run under ``jax.lax.scan`` (batch 60, 32x32x3, random
@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lth_jax import im2col, models
+from lth_jax.core import im2col, models
 
 BATCH = 60
 IMAGE = (32, 32, 3)

@@ -16,8 +16,8 @@ import argparse
 import common
 import jax
 
-from lth_jax import train as train_lib
-from lth_jax.fit import Trainer
+from lth_jax.core import train as train_lib
+from lth_jax.training.fit import Trainer
 
 
 def bare_step(task, data, iterations: int):

@@ -3,7 +3,7 @@
     python benchmarks/bench_lmc.py [--iterations 500] [--rounds 5]
 
 Both copies start from the same state and train ``--iterations`` steps with
-their own data keys (``lth_jax.lmc.train_pair``), vmapped in one compiled call,
+their own data keys (``lth_jax.analyses.lmc.train_pair``), vmapped in one compiled call,
 or one after the other with the plain program. Rounds of the two are
 interleaved (so load from other processes falls on both alike); the best round
 of each and their ratio are printed. Compilation is not timed. Then the same for
@@ -19,9 +19,10 @@ import common
 import jax
 import numpy as np
 
-from lth_jax import connectivity, lmc
-from lth_jax import train as train_lib
-from lth_jax.fit import Trainer
+from lth_jax.analyses import lmc
+from lth_jax.core import connectivity
+from lth_jax.core import train as train_lib
+from lth_jax.training.fit import Trainer
 
 
 def interleaved(fns: dict, rounds: int) -> dict[str, float]:

@@ -21,9 +21,11 @@ import jax
 import jax.numpy as jnp
 
 from experiments import lenet300
-from lth_jax import build, data, fit, imp, parallel
-from lth_jax import segment as segment_lib
-from lth_jax.fit import Trainer
+from lth_jax import data
+from lth_jax.study import from_config, imp
+from lth_jax.training import fit, parallel
+from lth_jax.training import segment as segment_lib
+from lth_jax.training.fit import Trainer
 
 
 def per_network_ms(study, n: int | None, periods: int, shared_order: bool = True) -> float:
@@ -52,7 +54,7 @@ def level_seconds(dataset, data_dir: str | None, parallel_mode: str, iterations:
   config.data.data_dir = data_dir or ''
   config.num_seeds, config.arms, config.num_levels = 4, 'ticket,reinit', 0
   config.num_steps, config.eval_every, config.parallel = iterations, 100, parallel_mode
-  study = build.from_config(config, dataset=dataset)
+  study = from_config.from_config(config, dataset=dataset)
   store = imp.run_imp(study)  # Level 0 (not timed) ...
   study.num_levels = 1
   start = time.perf_counter()
@@ -70,7 +72,7 @@ def main():
   dataset = data.load('fashion_mnist', validation_size=5000, data_dir=args.data_dir)
   config = lenet300.get_config('quick')
   config.data.data_dir = args.data_dir or ''
-  study = build.from_config(config, dataset=dataset)
+  study = from_config.from_config(config, dataset=dataset)
   one = per_network_ms(study, None, args.periods)
   print(f'one network, plain program: {one:.3f} ms / iteration (evaluation included)')
   for n in (1, 2, 8, 32):

@@ -3,13 +3,13 @@
     python benchmarks/bench_sparse.py --run_dir RUN_DIR [--levels 0,3,7,10,12,15]
     python benchmarks/bench_sparse.py --make DIR     # makes a small study first (a few minutes)
 
-For each level's ticket (``lth_jax.ticket.export``), at batch 60 on fixed data:
+For each level's ticket (``lth_jax.analyses.ticket.export``), at batch 60 on fixed data:
 
 * train ms/step: the dense-masked network in JAX (the library's ``train_steps``:
   lax.scan over steps, masks applied densely); the compact network in JAX (dense
   matmuls on the shapes left after removing the units that reach no output, the
   same Adam with masked gradients); the numpy/scipy device trainer
-  (``lth_jax.device``: CSR layers, only the kept weights).
+  (``lth_jax.analyses.edge_trainer``: CSR layers, only the kept weights).
 * infer ms/batch (1,000 images): dense-masked JAX, compact JAX (dead units
   folded), scipy CSR (``CompactMLP.sparse``).
 * bytes: the dense float32 params, the compact dense params, the CSR arrays
@@ -41,9 +41,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lth_jax import compact, device, ticket
-from lth_jax import masks as masks_lib
-from lth_jax import train as train_lib
+from lth_jax.analyses import compact, edge_trainer, ticket
+from lth_jax.core import masks as masks_lib
+from lth_jax.core import train as train_lib
 
 BATCH, INFER_BATCH = 60, 1000
 
@@ -71,7 +71,7 @@ def library_step(model, params, masks, data, steps: int):
 def uncompacted(params, masks) -> compact.CompactMLP:
   """The dense-masked network in the same form as a compact one (nothing removed)."""
   flat_p, flat_m = ticket.flatten(params), ticket.flatten(masks)
-  names = device.dense_layers(flat_p)
+  names = edge_trainer.dense_layers(flat_p)
   ms = [flat_m[f'{n}/kernel'] for n in names]
   return compact.CompactMLP(
     inputs=np.arange(ms[0].shape[0]),
@@ -111,7 +111,7 @@ def _masks_tree(small):
 
 
 def device_step(path: Path, x, y, steps: int):
-  trainer = device.DeviceTrainer.from_file(path)
+  trainer = edge_trainer.DeviceTrainer.from_file(path)
 
   def go():
     for i in range(steps):

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import optax
 
-from lth_jax import models
-from lth_jax import train as train_lib
+from lth_jax.core import models
+from lth_jax.core import train as train_lib
 
 # One LeNet-300-100 step at batch 60: forward 2·266,200·60, weight gradients the
 # same, input gradients of the two upper layers 2·(300·100 + 100·10)·60.
@@ -73,7 +73,7 @@ def block(tree):
 def chunked_seconds(trainer, state, keys, *, iterations: int, chunk: int, repeats: int) -> float:
   """Best wall time of ``iterations`` training iterations in ``chunk``-long compiled calls.
 
-  ``trainer`` is a ``lth_jax.fit.Trainer``; the first call (compilation) is not timed.
+  ``trainer`` is a ``lth_jax.training.fit.Trainer``; the first call (compilation) is not timed.
   """
   state = block(trainer.train_steps(state, keys, chunk))
 

@@ -36,7 +36,7 @@ Variants (``get_config(variant)``):
     augmentation on; seconds, for tests.
 """
 
-from lth_jax.config import default_config
+from lth_jax.study.config import default_config
 
 # model: (learning rate, iterations, conv pruning rate, levels to <= 2% remaining).
 RECIPES = {

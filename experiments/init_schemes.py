@@ -20,7 +20,7 @@ About 5 minutes per scheme on 2 CPU cores. ``smoke``: seconds, for tests.
 """
 
 from experiments import lenet300
-from lth_jax import models
+from lth_jax.core import models
 
 SCHEMES = tuple(models.INITS)
 VARIANTS = (*SCHEMES, 'smoke')

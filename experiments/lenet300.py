@@ -21,7 +21,7 @@ Variants:
   smoke: a few hundred examples and iterations; seconds, for tests.
 """
 
-from lth_jax.config import default_config
+from lth_jax.study.config import default_config
 
 # What the paper reports for this recipe; the report shows it beside runs of a LeNet on
 # (Fashion-)MNIST (``model`` and ``data`` are parts of the config's model.name / data.name).

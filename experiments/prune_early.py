@@ -2,7 +2,7 @@
 
 At every level the ticket is compared with arms pruned ONE-SHOT from the same
 θ0 (θk with late rewinding) to the ticket's number of weights, then trained the
-same way: snip, grasp, synflow, magnitude_init (lth_jax.early), random_prune
+same way: snip, grasp, synflow, magnitude_init (lth_jax.arms.at_init), random_prune
 (the ticket's per-layer counts), signed_constant (the ticket's mask, ±σ by
 sign) and supermask (a mask learned over frozen θ0, no weight trained).
 
@@ -26,7 +26,7 @@ Variants (``get_config(variant)``):
 """
 
 from experiments import conv, resnet20
-from lth_jax.config import default_config
+from lth_jax.study.config import default_config
 
 ARMS = 'ticket,random_prune,snip,grasp,synflow,magnitude_init,signed_constant,supermask'
 TWO_ROUNDS = {0.2: 0.36, 0.1: 0.19, 0.15: 0.2775}  # 1 - (1 - rate)^2: two rounds per level.

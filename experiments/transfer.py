@@ -41,7 +41,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from lth_jax.config import default_config
+from lth_jax.study.config import default_config
 
 HALVES = {'04': (0, 1, 2, 3, 4), '59': (5, 6, 7, 8, 9)}
 # Source levels whose tickets are transferred, per variant.
@@ -118,7 +118,7 @@ def get_config(variant: str = 'fmnist_04_to_59'):
 
 def run_transfer(variant: str, workdir, *, data_dir: str = '', log=print) -> list[dict]:
   """Runs (or resumes) the three stages; returns the table's rows (also in transfer.csv)."""
-  from lth_jax import ticket
+  from lth_jax.analyses import ticket
 
   workdir = Path(workdir)
   source = get_config(variant)
@@ -142,15 +142,15 @@ def run_transfer(variant: str, workdir, *, data_dir: str = '', log=print) -> lis
 
 
 def _run(config, workdir: Path, log) -> Path:
-  from lth_jax import build, runner
-  from lth_jax import workdir as workdir_lib
-  from lth_jax.store import DiskStore
+  from lth_jax.study import from_config, runner
+  from lth_jax.study import workdir as workdir_lib
+  from lth_jax.study.store import DiskStore
 
   run_dir = workdir_lib.prepare(workdir, config)
   log(f'{config.name}: {run_dir}')
   with workdir_lib.Lock(run_dir):
     store = DiskStore(run_dir, log=log)
-    study = build.from_config(config)
+    study = from_config.from_config(config)
     runner.run_in(study, store, log=lambda message: None, progress=False, run_dir=run_dir)
   return run_dir
 
@@ -160,7 +160,7 @@ ARMS = ('ticket', 'reinit', 'random_prune', 'dense')
 
 def paired_differences(run_dir: Path, source_level: int) -> dict:
   """Accuracies per arm and ticket − other arm, paired by seed, in percentage points."""
-  from lth_jax import results
+  from lth_jax.study import results
 
   acc: dict[str, dict[int, float]] = {arm: {} for arm in ARMS}
   remaining = []

@@ -29,7 +29,7 @@ Variants (``get_config(variant)``):
     level; for tests (tens of seconds on 2 CPU cores: VGG-19 has 20M weights).
 """
 
-from lth_jax.config import default_config
+from lth_jax.study.config import default_config
 
 # open_lth: iterations_per_epoch = ceil(50,000 / 128) = 391.
 EPOCH = 391

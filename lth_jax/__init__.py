@@ -15,12 +15,12 @@ import time as _time
 
 STARTED = _time.time()  # When the package was imported: "seconds after start" in logs.
 
+from lth_jax.core.plan import Plan, make_plan  # noqa: E402
 from lth_jax.errors import ConfigError, DataError, LthError, RunError  # noqa: E402
-from lth_jax.make import make_study  # noqa: E402
-from lth_jax.plan import Plan, make_plan  # noqa: E402
-from lth_jax.runner import run_imp  # noqa: E402
-from lth_jax.store import DiskStore, MemoryStore, Store  # noqa: E402
-from lth_jax.study import Study  # noqa: E402
+from lth_jax.study.constructor import make_study  # noqa: E402
+from lth_jax.study.definition import Study  # noqa: E402
+from lth_jax.study.runner import run_imp  # noqa: E402
+from lth_jax.study.store import DiskStore, MemoryStore, Store  # noqa: E402
 
 __all__ = [
   'ConfigError', 'DataError', 'DiskStore', 'LthError', 'MemoryStore', 'Plan', 'RunError', 'Store',

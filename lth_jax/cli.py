@@ -21,10 +21,10 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lth_jax import config as config_lib
-from lth_jax import progress as progress_lib
-from lth_jax import results, workdir
 from lth_jax.errors import ConfigError, LthError, RunError
+from lth_jax.study import config as config_lib
+from lth_jax.study import progress as progress_lib
+from lth_jax.study import results, workdir
 
 USAGE = __doc__
 
@@ -81,7 +81,7 @@ name, levels done/total and state (running, finished, stopped, diverged).
 
 Writes the ticket a finished run of RUN_DIR started from (its masks and starting
 values θ0 or θk, only the kept weights, with the model, input shape, classes and
-provenance) to FILE, an .npz that numpy alone reads; lth_jax.ticket.load(FILE)
+provenance) to FILE, an .npz that numpy alone reads; lth_jax.analyses.ticket.load(FILE)
 gives back (model, params, masks). Prints its size next to the dense parameters'.
 """,
 }
@@ -93,11 +93,12 @@ def run_study(config, workdir_path, *, log=print, progress: bool | None = None) 
 
   ``progress``: None shows bars only on a terminal; False never.
   """
-  from lth_jax import build, distributed, runner, tables
+  from lth_jax.study import from_config, runner, tables
+  from lth_jax.training import distributed
 
   config_lib.validate(config)
   if config.lmc.rewind_steps:  # Linear mode connectivity: IMP per rewind step, then the pairs.
-    from lth_jax import lmc_study
+    from lth_jax.analyses import lmc_study
 
     return lmc_study.run_lmc(config, workdir_path, log=log, progress=progress)
   primary = distributed.is_primary()
@@ -105,7 +106,7 @@ def run_study(config, workdir_path, *, log=print, progress: bool | None = None) 
     log, progress = (lambda message: None), False
   log(f'loading {config.data.name} ...')
   # Before the run directory exists: bad data or no network leaves no empty directory behind.
-  study = build.from_config(config, validated=True)
+  study = from_config.from_config(config, validated=True)
   run_dir = (
     workdir.prepare(workdir_path, config) if primary else workdir.run_dir_for(workdir_path, config)
   )
@@ -126,7 +127,7 @@ def run_study(config, workdir_path, *, log=print, progress: bool | None = None) 
 
 
 def imp_describe(study) -> str:
-  from lth_jax import imp
+  from lth_jax.study import imp
 
   return imp.describe(study)
 
@@ -229,7 +230,7 @@ def export_ticket(args: list[str], log=print) -> Path:
   """``lth export``: its arguments (after the command) to a ticket file."""
   import argparse
 
-  from lth_jax import ticket
+  from lth_jax.analyses import ticket
 
   parser = argparse.ArgumentParser(prog='lth export', add_help=False)
   parser.error = lambda message: _usage_error(message, 'export')
@@ -253,7 +254,7 @@ def _main(argv):
   if command not in COMMANDS:
     _usage_error(f'unknown command {command!r}; commands: {", ".join(COMMANDS)}')
   if command in ('run', 'resume') and (FLAGS.distributed or FLAGS.coordinator_address):
-    from lth_jax import distributed
+    from lth_jax.training import distributed
 
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
   if command == 'run':
@@ -265,7 +266,8 @@ def _main(argv):
   elif command == 'resume' and len(args) == 1:
     resume(Path(args[0]))
   elif command == 'report' and len(args) == 1:
-    from lth_jax import lmc_study, report
+    from lth_jax import report
+    from lth_jax.analyses import lmc_study
 
     if lmc_study.is_lmc_dir(Path(args[0])):  # An LMC study: its own figures.
       print(lmc_study.write_figures(Path(args[0])))

@@ -20,8 +20,8 @@ import numpy as np
 import optax
 
 import lth_jax
-from lth_jax import models
-from lth_jax import train as train_lib
+from lth_jax.core import models
+from lth_jax.core import train as train_lib
 
 IDX_NAMES = {
   'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),

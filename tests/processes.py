@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from lth_jax import checkpoint
+from lth_jax.study import checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = ('summary.csv', 'curves.csv', 'layers.csv')

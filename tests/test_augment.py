@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lth_jax.augment import random_crop_flip
+from lth_jax.core.augment import random_crop_flip
 
 # One jitted function, one batch shape and padding always passed by keyword (a default
 # and an explicit value are different static keys): every XLA compile costs ~1.5 s on CPU.

@@ -178,7 +178,7 @@ def test_report_writes_the_report(smoke_run):
 
 
 def test_log_progress_heartbeat_and_run_lines():
-  from lth_jax.progress import LogProgress
+  from lth_jax.study.progress import LogProgress
 
   lines = []
   progress = LogProgress(1000, 0, log=lines.append, heartbeat=0.0)

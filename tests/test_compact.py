@@ -5,8 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lth_jax import compact, models
-from lth_jax import masks as masks_lib
+from lth_jax.analyses import compact
+from lth_jax.core import masks as masks_lib
+from lth_jax.core import models
 from lth_jax.errors import ConfigError
 
 

@@ -8,8 +8,9 @@ import pytest
 from fake_data import tiny_study
 
 import lth_jax
-from lth_jax import cli, results
+from lth_jax import cli
 from lth_jax.report import compare
+from lth_jax.study import results
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 STEMS = ('accuracy_vs_remaining', 'early_stop_vs_remaining')

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from experiments import lenet300
-from lth_jax import cli, workdir
-from lth_jax import config as config_lib
+from lth_jax import cli
+from lth_jax.study import config as config_lib
+from lth_jax.study import workdir
 
 pytestmark = pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
 

@@ -8,9 +8,9 @@ import optax
 import pytest
 from fake_data import fake_data
 
-from lth_jax import connectivity, pruning
-from lth_jax import masks as masks_lib
-from lth_jax import train as train_lib
+from lth_jax.core import connectivity, pruning
+from lth_jax.core import masks as masks_lib
+from lth_jax.core import train as train_lib
 
 
 def test_alpha_grid_is_even_with_both_endpoints():

@@ -9,12 +9,14 @@ import pytest
 from fake_data import write_cifar10
 
 from experiments import conv, resnet20, vgg19
-from lth_jax import build, data, imp, models
-from lth_jax import config as config_lib
-from lth_jax import im2col as conv_lib
-from lth_jax import masks as masks_lib
-from lth_jax import train as train_lib
-from lth_jax.rewind import rewind
+from lth_jax import data
+from lth_jax.core import im2col as conv_lib
+from lth_jax.core import masks as masks_lib
+from lth_jax.core import models
+from lth_jax.core import train as train_lib
+from lth_jax.core.rewind import rewind
+from lth_jax.study import config as config_lib
+from lth_jax.study import from_config, imp
 
 VARIANTS = (
   [(conv, v) for v in conv.VARIANTS]
@@ -63,7 +65,7 @@ def _init(name, shape=(32, 32, 3)):
 def test_conv2_layerwise_rates():
   config = conv.get_config('conv2-paper')
   params, _ = _init('conv2')
-  prune = build.make_plan(config, params).prune
+  prune = from_config.make_plan(config, params).prune
   dense = masks_lib.ones_like(params)
   counts = masks_lib.layer_counts(prune(params, dense, rounds=1))
   rates = {'conv_0': 0.1, 'conv_1': 0.1, 'dense_0': 0.2, 'dense_1': 0.2, 'output': 0.1}
@@ -75,7 +77,7 @@ def test_conv2_layerwise_rates():
 
 def test_resnet20_global_pruning_keeps_output_and_batch_norm_whole():
   params, _ = _init('resnet20')
-  prune = build.make_plan(resnet20.get_config('paper'), params).prune
+  prune = from_config.make_plan(resnet20.get_config('paper'), params).prune
   masks = prune(params, masks_lib.ones_like(params), rounds=1)
   counts = masks_lib.layer_counts(masks)
   assert counts['output'][0] == counts['output'][1]
@@ -91,7 +93,7 @@ def test_resnet20_rewind_restores_batch_stats_of_step_k():
   """θk's batch_stats come back exactly; BN scales and biases keep all-True masks."""
   config = resnet20.get_config('smoke')
   model = models.get_model('resnet20', num_classes=10, width=4)  # Narrow: speed only.
-  task = train_lib.Task(model=model, optimizer=build.make_optimizer(config.optimizer),
+  task = train_lib.Task(model=model, optimizer=from_config.make_optimizer(config.optimizer),
                         batch_size=8, mean=(0.5,) * 3, std=(0.25,) * 3, augment=True)  # fmt: skip
   params, model_state = train_lib.init_variables(model, jax.random.key(0), (8, 8, 3))
   rng = np.random.default_rng(0)
@@ -107,7 +109,7 @@ def test_resnet20_rewind_restores_batch_stats_of_step_k():
     jax.tree.map(lambda a, b: np.any(a != b), state.model_state, state_k.model_state)
   )
   assert any(moved)  # Training did change the statistics after step k.
-  masks = build.make_plan(config, params).prune(state.params, state.masks, rounds=1)
+  masks = from_config.make_plan(config, params).prune(state.params, state.masks, rounds=1)
   ticket = rewind(state_k, masks)
   for a, b in zip(
     jax.tree.leaves(ticket.model_state), jax.tree.leaves(state_k.model_state), strict=True
@@ -121,7 +123,7 @@ def test_resnet20_rewind_restores_batch_stats_of_step_k():
 
 
 def _run_smoke(config, dataset):
-  study = build.from_config(config, dataset=dataset)
+  study = from_config.from_config(config, dataset=dataset)
   store = imp.run_imp(study)
   rows = store.summary
   assert [(r['level'], r['arm']) for r in rows][:2] == [(0, 'ticket'), (1, 'ticket')]
@@ -155,7 +157,7 @@ def test_conv_smoke_on_fashion_mnist(fashion_mnist):
   level2 = [r for r in store.summary if r['level'] == 2 and r['arm'] == 'ticket'][0]
   # Conv 10%, dense 20%, output 10% per level: Conv-2 on 28x28 after two levels.
   counts = {'conv': 64 * 9 + 64 * 64 * 9, 'dense': 14 * 14 * 64 * 256 + 256 * 256, 'output': 2560}
-  from lth_jax.pruning import expected_fraction
+  from lth_jax.core.pruning import expected_fraction
 
   expected = expected_fraction(counts, {'conv': 0.1, 'dense': 0.2, 'output': 0.1}, 2)
   assert level2['weights_remaining'] == pytest.approx(expected, abs=1e-5)
@@ -175,7 +177,7 @@ def test_vgg19_smoke_reduced_width(fashion_mnist):
   The full-width model (20M weights) took several minutes on 2 shared CPU
   cores, so the model is swapped for the same plan with 8x fewer filters.
   """
-  study = build.from_config(vgg19.get_config('smoke'), dataset=fashion_mnist)
+  study = from_config.from_config(vgg19.get_config('smoke'), dataset=fashion_mnist)
   plan = tuple(s if s == 'M' else s // 8 for s in models.VGG19_PLAN)
   study.task = dataclasses.replace(study.task, model=models.VGG(plan=plan))
   store = imp.run_imp(study)

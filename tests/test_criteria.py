@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from experiments import conv, lenet300, prune_early
-from lth_jax import config as config_lib
-from lth_jax import criteria, pruning, results
+from lth_jax.core import criteria, pruning
+from lth_jax.core.plan import make_plan
 from lth_jax.errors import ConfigError
-from lth_jax.plan import make_plan
-from lth_jax.store import DiskResults
+from lth_jax.study import config as config_lib
+from lth_jax.study import results
+from lth_jax.study.store import DiskResults
 
 RNG = np.random.default_rng(0)
 INIT = {

@@ -10,7 +10,8 @@ import fake_data
 import numpy as np
 import pytest
 
-from lth_jax import data, raw_files
+from lth_jax import data
+from lth_jax.data import raw_files
 
 FASHION_DIR = '/usr/share/datasets/fashion-mnist'
 
@@ -18,7 +19,7 @@ FASHION_DIR = '/usr/share/datasets/fashion-mnist'
 @pytest.fixture(scope='module')
 def builders():
   # Imported lazily so collecting this module does not pay for tfds.
-  from lth_jax import tfds_builders
+  from lth_jax.data import tfds_builders
 
   return tfds_builders
 
@@ -334,7 +335,7 @@ def local_mirror(tmp_path):
 def _point_mnist_at(builders, monkeypatch, url: str, root, *, corrupt_checksum=False):
   import hashlib
 
-  from lth_jax.checksums import Known
+  from lth_jax.data.checksums import Known
 
   checksums = {}
   for name in builders.IDX_FILES.values():

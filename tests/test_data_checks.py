@@ -18,8 +18,10 @@ import ml_collections
 import pytest
 
 from experiments import lenet300
-from lth_jax import build, checksums, cli, data, network
-from lth_jax import config as config_lib
+from lth_jax import cli, data
+from lth_jax.data import checksums, datasets, download_probe
+from lth_jax.study import config as config_lib
+from lth_jax.study import from_config
 
 # ml_collections loads --config files with the deprecated importlib API.
 pytestmark = pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
@@ -184,12 +186,12 @@ def no_proxy_env(monkeypatch):
 
 
 def test_probe_answers_for_a_server_and_names_a_closed_port(http_server, closed_port, no_proxy_env):
-  assert network.unreachable(f'http://{http_server(404)}/x') is None  # An answer: reachable.
-  reason = network.unreachable(f'http://127.0.0.1:{closed_port}/x', timeout=2)
+  assert download_probe.unreachable(f'http://{http_server(404)}/x') is None  # An answer: reachable.
+  reason = download_probe.unreachable(f'http://127.0.0.1:{closed_port}/x', timeout=2)
   assert reason == f'127.0.0.1:{closed_port} cannot be reached (Connection refused)'
   gateway = http_server(502)  # A proxy whose upstream is gone answers 5xx: not reachable.
   assert (
-    network.unreachable(f'http://{gateway}/x')
+    download_probe.unreachable(f'http://{gateway}/x')
     == f'{gateway} cannot be reached (HTTP 502 Bad Gateway)'
   )
 
@@ -200,16 +202,16 @@ def test_probe_goes_through_the_proxy_unless_bypassed(
   proxy = http_server(404)
   monkeypatch.setenv('HTTP_PROXY', f'http://{proxy}')
   # A name that cannot resolve: reachable all the same, the proxy answers for it.
-  assert network.unreachable('http://host.invalid/file') is None
+  assert download_probe.unreachable('http://host.invalid/file') is None
   assert http_server.seen == ['http://host.invalid/file']
   monkeypatch.setenv('HTTP_PROXY', f'http://127.0.0.1:{closed_port}')
-  reason = network.unreachable('http://host.invalid/file')
+  reason = download_probe.unreachable('http://host.invalid/file')
   assert (
     reason
     == f'127.0.0.1:{closed_port} (the proxy for host.invalid) cannot be reached (Connection refused)'
   )
   monkeypatch.setenv('NO_PROXY', 'host.invalid')
-  assert network.unreachable('http://host.invalid/file').startswith(
+  assert download_probe.unreachable('http://host.invalid/file').startswith(
     'host.invalid:80 cannot be reached'
   )
 
@@ -220,9 +222,9 @@ def test_probe_gives_up_after_its_timeout(monkeypatch):
     time.sleep(3)
     return 'too late'
 
-  monkeypatch.setattr(network, '_head', stalled)
+  monkeypatch.setattr(download_probe, '_head', stalled)
   start = time.monotonic()
-  reason = network.unreachable('http://slow.example/x', timeout=0.3)
+  reason = download_probe.unreachable('http://slow.example/x', timeout=0.3)
   assert reason == 'slow.example:80 did not answer within 0.3 s'
   assert time.monotonic() - start < 1
 
@@ -271,10 +273,10 @@ def test_verify_checksums_key_keeps_old_run_directories():
 
 def test_verify_checksums_reaches_the_loader(monkeypatch):
   seen = {}
-  monkeypatch.setattr(data, 'load', lambda name, **kwargs: seen.update(kwargs))
+  monkeypatch.setattr(datasets, 'load', lambda name, **kwargs: seen.update(kwargs))
   config = lenet300.get_config('smoke')
   config.data.verify_checksums = False
-  build.load_data(config)
+  from_config.load_data(config)
   assert seen['verify_checksums'] is False
 
 

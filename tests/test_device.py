@@ -11,10 +11,11 @@ import numpy as np
 import optax
 import pytest
 
-from lth_jax import device, models, ticket, train
-from lth_jax import masks as masks_lib
+from lth_jax.analyses import edge_trainer, ticket
+from lth_jax.core import masks as masks_lib
+from lth_jax.core import models, train
 
-DEVICE_PY = Path(device.__file__)
+DEVICE_PY = Path(edge_trainer.__file__)
 
 
 def test_device_module_runs_without_jax(tmp_path):
@@ -23,11 +24,11 @@ import importlib.util, sys
 sys.modules['jax'] = None  # import jax now raises
 sys.modules['jaxlib'] = None
 sys.modules['flax'] = None
-spec = importlib.util.spec_from_file_location('device', {str(DEVICE_PY)!r})
-device = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(device)
+spec = importlib.util.spec_from_file_location('edge_trainer', {str(DEVICE_PY)!r})
+edge_trainer = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(edge_trainer)
 assert not any(m.startswith(('jax', 'flax', 'lth_jax')) and sys.modules[m] is not None for m in sys.modules)
-print('ok', device.DeviceTrainer.__name__)
+print('ok', edge_trainer.DeviceTrainer.__name__)
 """
   out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
   assert out.returncode == 0, out.stderr
@@ -60,8 +61,8 @@ def small_ticket(tmp_path, density=0.3):
 @pytest.mark.parametrize('density', [0.3, 0.004])  # BLAS then gather; sampled products
 def test_device_equals_framework_step_by_step(tmp_path, density):
   model, path = small_ticket(tmp_path, density)
-  _, params, masks, _ = device.read_ticket(path)
-  trainer = device.DeviceTrainer.from_file(path, mean=0.25, std=0.5)
+  _, params, masks, _ = edge_trainer.read_ticket(path)
+  trainer = edge_trainer.DeviceTrainer.from_file(path, mean=0.25, std=0.5)
   assert trainer.opt == {'name': 'adam', 'learning_rate': 1.2e-3} and trainer.t == 0  # fresh Adam
   assert len(trainer.inputs) <= 784 - 56 and trainer.layers[1].shape[0] <= 15  # dropped
   task = train.Task(

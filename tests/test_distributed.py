@@ -14,7 +14,7 @@ import time
 import pytest
 from processes import TABLES, flags_of, kill_when, lth, progress_checkpoints
 
-from lth_jax import results
+from lth_jax.study import results
 
 pytestmark = pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
 KEY = {
@@ -94,7 +94,7 @@ def test_two_processes_equal_one_process_and_resume_after_sigkill(
 def test_a_secondary_process_reads_the_run_directory_and_writes_nothing(tmp_path):
   import numpy as np
 
-  from lth_jax import store as store_lib
+  from lth_jax.study import store as store_lib
 
   primary = store_lib.DiskStore(tmp_path, log=lambda m: None)
   primary.trees.save('seed_0/init', {'w': np.arange(3.0)})

@@ -7,11 +7,13 @@ import numpy as np
 import optax
 import pytest
 
-from lth_jax import early, imp, make_study, scores, supermask
-from lth_jax import masks as masks_lib
-from lth_jax import progress as progress_lib
-from lth_jax.study import control_key
-from lth_jax.train import DataArrays
+from lth_jax import make_study
+from lth_jax.arms import at_init, scores, supermask
+from lth_jax.core import masks as masks_lib
+from lth_jax.core.train import DataArrays
+from lth_jax.study import imp
+from lth_jax.study import progress as progress_lib
+from lth_jax.study.definition import control_key
 
 NEW_ARMS = ('snip', 'grasp', 'synflow', 'magnitude_init', 'signed_constant', 'supermask')
 
@@ -136,16 +138,16 @@ def test_early_arms_compile_once_per_study(ran):
 def test_balanced_batch_takes_that_many_of_each_class():
   y = jnp.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
   data = DataArrays(jnp.arange(10)[:, None], y)
-  xb, yb = early.balanced_batch(jax.random.key(0), data, per_class=2, num_classes=3)
+  xb, yb = at_init.balanced_batch(jax.random.key(0), data, per_class=2, num_classes=3)
   assert sorted(np.asarray(yb).tolist()) == [0, 0, 1, 1, 2, 2]
   assert len(set(np.asarray(xb).ravel().tolist())) == 6
 
 
 def test_collapsed_layers_are_named():
-  assert early.collapsed_layers({'dense_0': (0, 10), 'dense_1': (3, 5), 'output': (0, 2)}) == (
+  assert at_init.collapsed_layers({'dense_0': (0, 10), 'dense_1': (3, 5), 'output': (0, 2)}) == (
     'dense_0;output'
   )
-  assert early.collapsed_layers({'dense_0': (1, 10)}) == ''
+  assert at_init.collapsed_layers({'dense_0': (1, 10)}) == ''
 
 
 def test_layer_collapse_is_reported_in_the_summary_and_the_log():

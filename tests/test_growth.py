@@ -5,7 +5,8 @@ from fake_data import tiny_study
 
 import lth_jax
 from experiments import lenet300
-from lth_jax import cli, imp, results
+from lth_jax import cli
+from lth_jax.study import imp, results
 
 
 @pytest.fixture

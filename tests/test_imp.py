@@ -9,10 +9,11 @@ import pytest
 from test_report import _check_png
 
 from experiments import lenet300
-from lth_jax import build, checkpoint, imp, report, results
-from lth_jax import masks as masks_lib
+from lth_jax import report
 from lth_jax.cli import run_study
-from lth_jax.study import RunKey
+from lth_jax.core import masks as masks_lib
+from lth_jax.study import checkpoint, from_config, imp, results
+from lth_jax.study.definition import RunKey
 
 
 def smoke_config(data_dir, **overrides):
@@ -27,7 +28,7 @@ def smoke_config(data_dir, **overrides):
 
 @pytest.fixture(scope='module')
 def study_and_store(fashion_mnist_dir, fashion_mnist):
-  study = build.from_config(smoke_config(fashion_mnist_dir), dataset=fashion_mnist)
+  study = from_config.from_config(smoke_config(fashion_mnist_dir), dataset=fashion_mnist)
   return study, imp.run_imp(study)
 
 
@@ -89,7 +90,7 @@ def test_same_seed_same_result(fashion_mnist_dir, fashion_mnist, study_and_store
   _, store = study_and_store
   config = smoke_config(fashion_mnist_dir, num_levels=1)
   config.arms = 'ticket,reinit'
-  again = imp.run_imp(build.from_config(config, dataset=fashion_mnist))
+  again = imp.run_imp(from_config.from_config(config, dataset=fashion_mnist))
   first = {(r['level'], r['arm']): r for r in store.summary if r['level'] <= 1}
   for row in again.summary:
     assert row == first[row['level'], row['arm']]

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 
 from experiments import lenet300
-from lth_jax import build, connectivity, imp, lmc
-from lth_jax import masks as masks_lib
-from lth_jax import train as train_lib
+from lth_jax.analyses import lmc
+from lth_jax.core import connectivity
+from lth_jax.core import masks as masks_lib
+from lth_jax.core import train as train_lib
+from lth_jax.study import from_config, imp
 
 
 @pytest.fixture(scope='module')
@@ -19,7 +21,7 @@ def imp_study(fashion_mnist_dir, fashion_mnist):
   config.num_steps = 40
   config.rewind_step = 20
   config.parallel = 'false'
-  study = build.from_config(config, dataset=fashion_mnist)
+  study = from_config.from_config(config, dataset=fashion_mnist)
   return study, imp.run_imp(study)
 
 

@@ -3,8 +3,8 @@
 import pytest
 
 from experiments import lenet300, lmc, resnet20, vgg19
-from lth_jax import config as config_lib
 from lth_jax.errors import ConfigError
+from lth_jax.study import config as config_lib
 
 
 @pytest.mark.parametrize(
@@ -59,9 +59,10 @@ def test_every_variant_is_a_valid_config():
 
 
 def test_smoke_variant_end_to_end_and_resumed(fashion_mnist_dir, tmp_path):
-  from lth_jax import cli, lmc_figures, lmc_study
-  from lth_jax import lmc as lmc_lib
-  from lth_jax.results import read_rows
+  from lth_jax import cli
+  from lth_jax.analyses import lmc as lmc_lib
+  from lth_jax.analyses import lmc_figures, lmc_study
+  from lth_jax.study.results import read_rows
 
   config = lmc.get_config('smoke')
   config.data.data_dir = fashion_mnist_dir

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lth_jax import masks, models
+from lth_jax.core import masks, models
 
 CIFAR = (32, 32, 3)
 MNIST = (28, 28, 1)

@@ -18,7 +18,7 @@ from fake_data import tiny_study
 from test_golden import GOLDEN, run_variant
 
 import lth_jax
-from lth_jax import results
+from lth_jax.study import results
 
 FIXTURES = Path(__file__).resolve().parent / 'fixtures' / 'made_before_layers'
 LENET = 'lenet300-smoke-8f7c7a3359'

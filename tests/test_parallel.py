@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from experiments import lenet300
-from lth_jax import build, imp, parallel
-from lth_jax import train as train_lib
-from lth_jax.store import Store
-from lth_jax.study import RunKey, seed_keys
+from lth_jax.core import train as train_lib
+from lth_jax.study import from_config, imp
+from lth_jax.study.definition import RunKey, seed_keys
+from lth_jax.study.store import Store
+from lth_jax.training import parallel
 
 
 def config_for(
@@ -63,7 +64,7 @@ def assert_same_results(a: Store, b: Store):
 
 @pytest.fixture(scope='module')
 def sequential(fashion_mnist_dir, fashion_mnist):
-  study = build.from_config(
+  study = from_config.from_config(
     config_for(fashion_mnist_dir, parallel_mode='false'), dataset=fashion_mnist
   )
   assert not study.vmapped
@@ -75,7 +76,7 @@ def test_vmapped_equals_sequential_and_compiles_once(
 ):
   config = config_for(fashion_mnist_dir, parallel_mode='true')
   config.num_levels = 1
-  study = build.from_config(config, dataset=fashion_mnist)
+  study = from_config.from_config(config, dataset=fashion_mnist)
   assert study.vmapped
   store = imp.run_imp(study)
   before = len(compiled_names)
@@ -90,7 +91,7 @@ def test_vmapped_equals_sequential_and_compiles_once(
 def test_groups_split_to_fit_memory_give_the_same_results(
   fashion_mnist_dir, fashion_mnist, sequential
 ):
-  study = build.from_config(
+  study = from_config.from_config(
     config_for(fashion_mnist_dir, parallel_mode='true'), dataset=fashion_mnist
   )
   study.group_size = 4  # 6 runs per level: calls of 4 and 2.
@@ -109,7 +110,7 @@ def test_runs_per_call_limits():
 
 
 def test_bytes_per_run_counts_state_but_not_data(fashion_mnist_dir, fashion_mnist):
-  study = build.from_config(
+  study = from_config.from_config(
     config_for(fashion_mnist_dir, parallel_mode='false'), dataset=fashion_mnist
   )
   steps, _ = train_lib.compiled(study.task, vmapped=False)
@@ -128,7 +129,9 @@ SHARDED = textwrap.dedent("""
       port = s.getsockname()[1]
     jax.distributed.initialize(coordinator_address=f'127.0.0.1:{{port}}', num_processes=1, process_id=0)
     from experiments import lenet300
-    from lth_jax import build, data, imp
+    from lth_jax import data
+    from lth_jax.study import from_config
+    from lth_jax.study import imp
     assert len(jax.devices()) == 4, jax.devices()
     dataset = data.load('fashion_mnist', validation_size=5000, data_dir={data_dir!r})
     results = {{}}
@@ -137,7 +140,7 @@ SHARDED = textwrap.dedent("""
       config.data.data_dir = {data_dir!r}
       config.num_seeds, config.arms, config.num_levels, config.num_steps = 3, 'ticket,reinit', 1, 40
       config.parallel = mode
-      study = build.from_config(config, dataset=dataset)
+      study = from_config.from_config(config, dataset=dataset)
       if mode == 'true':
         assert study.sharder.multiple == 4
         placed = study.sharder(np.zeros((8, 3)))
@@ -167,7 +170,7 @@ def test_sharded_over_four_devices_equals_sequential(fashion_mnist_dir):
 
 def test_threads_give_exactly_the_sequential_results(fashion_mnist_dir, fashion_mnist, sequential):
   """Runs side by side in threads: each its own program, so the numbers are the same bits."""
-  study = build.from_config(
+  study = from_config.from_config(
     config_for(fashion_mnist_dir, parallel_mode='threads'), dataset=fashion_mnist
   )
   assert not study.vmapped and study.threads >= 1

@@ -3,9 +3,11 @@
 import pytest
 
 from experiments import prune_early
-from lth_jax import config as config_lib
-from lth_jax import controls, imp, report
-from lth_jax.build import from_config
+from lth_jax import report
+from lth_jax.arms import controls
+from lth_jax.study import config as config_lib
+from lth_jax.study import imp
+from lth_jax.study.from_config import from_config
 
 
 @pytest.mark.parametrize('variant', ['lenet300', 'conv2', 'resnet20', 'smoke'])

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lth_jax import masks as masks_lib
-from lth_jax import models, pruning
+from lth_jax.core import masks as masks_lib
+from lth_jax.core import models, pruning
 
 
 def lenet_params(key):

@@ -9,7 +9,8 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from lth_jax import checkpoint, report
+from lth_jax import report
+from lth_jax.study import checkpoint
 
 SEEDS = (0, 1)
 LEVELS = 4

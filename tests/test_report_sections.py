@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from fake_data import tiny_study
 
-from lth_jax import data, imp, results
+from lth_jax import data
 from lth_jax.report import Doc, layer_table, load_run, prunable_leaves, write_report
 from lth_jax.report import sections as report_sections
 from lth_jax.report.references import paper_reference
 from lth_jax.report.write import SECTIONS
+from lth_jax.study import imp, results
 
 
 def _write(path, rows):

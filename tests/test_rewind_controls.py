@@ -8,9 +8,10 @@ import optax
 import pytest
 from fake_data import fake_data, make_task
 
-from lth_jax import controls, pruning, rewind
-from lth_jax import masks as masks_lib
-from lth_jax import train as train_lib
+from lth_jax.arms import controls
+from lth_jax.core import masks as masks_lib
+from lth_jax.core import pruning, rewind
+from lth_jax.core import train as train_lib
 
 
 @pytest.fixture(scope='module')

@@ -24,8 +24,9 @@ import pytest
 from processes import TABLES, flags_of, kill_when, lth, progress_checkpoints
 
 from experiments import lenet300
-from lth_jax import checkpoint, cli, data, imp, results, workdir
-from lth_jax import fit as fit_lib
+from lth_jax import cli, data
+from lth_jax.study import checkpoint, imp, results, workdir
+from lth_jax.training import fit as fit_lib
 
 # ml_collections loads --config files with the deprecated importlib API.
 pytestmark = pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')

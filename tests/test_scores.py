@@ -9,7 +9,7 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from lth_jax import scores
+from lth_jax.arms import scores
 
 
 class Tiny(nn.Module):

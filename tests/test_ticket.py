@@ -6,9 +6,11 @@ import jax
 import numpy as np
 import pytest
 
-from lth_jax import artifacts, config, rewind, store, ticket
+from lth_jax.analyses import ticket
 from lth_jax.cli import export_ticket, main
+from lth_jax.core import rewind
 from lth_jax.errors import ConfigError, DataError, RunError
+from lth_jax.study import artifacts, config, store
 
 
 def tiny_config(data_dir, **changes):
@@ -147,7 +149,7 @@ def test_new_keys_keep_existing_hashes(fashion_mnist_dir):
 
 
 def test_study_starts_from_imported_ticket(transfer_smoke):
-  from lth_jax import build, imp, workdir
+  from lth_jax.study import from_config, imp, workdir
 
   root, _ = transfer_smoke
   target = next(root.glob('transfer-smoke-level1-*'))
@@ -155,7 +157,7 @@ def test_study_starts_from_imported_ticket(transfer_smoke):
   _, params, masks = ticket.load(path)
   c = ticket._config_of(workdir.load_config_json(target))
   assert c.ticket == str(path).replace('seed_0', 'seed_{seed}')
-  study = build.from_config(c)
+  study = from_config.from_config(c)
   disk = store.DiskStore(target, log=lambda m: None)
   saved = disk.trees.load(artifacts.masks(0, 1))
   assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(masks)))

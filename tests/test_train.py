@@ -8,9 +8,9 @@ import optax
 import pytest
 from fake_data import fake_data, make_task
 
-from lth_jax import masks as masks_lib
-from lth_jax import pruning
-from lth_jax import train as train_lib
+from lth_jax.core import masks as masks_lib
+from lth_jax.core import pruning
+from lth_jax.core import train as train_lib
 
 
 def pruned_state(task, key, rate=0.7):

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from lth_jax import data, results
+from lth_jax import data
+from lth_jax.study import results
 
 
 def test_select_classes_relabels_in_the_given_order(fashion_mnist):
@@ -22,7 +23,7 @@ def test_select_classes_relabels_in_the_given_order(fashion_mnist):
 
 def test_transfer_smoke_end_to_end(transfer_smoke):
   from experiments import transfer
-  from lth_jax import ticket
+  from lth_jax.analyses import ticket
 
   tmp_path, rows = transfer_smoke
   assert [r['source_level'] for r in rows] == [1]
@@ -44,7 +45,7 @@ def test_transfer_smoke_end_to_end(transfer_smoke):
 
 def test_variants_are_valid_configs():
   from experiments import transfer
-  from lth_jax import config
+  from lth_jax.study import config
 
   for variant in transfer.LEVELS:
     for role in ('', '/target'):

@@ -8,9 +8,10 @@ import pytest
 from fake_data import Tiny, float_task, tiny_study
 
 import lth_jax
-from lth_jax import artifacts, models, rewind
-from lth_jax import imp as imp_lib
-from lth_jax.study import RunKey
+from lth_jax.core import models, rewind
+from lth_jax.study import artifacts
+from lth_jax.study import imp as imp_lib
+from lth_jax.study.definition import RunKey
 
 
 def test_plan_is_printed_and_masks_follow_it_exactly():
@@ -131,7 +132,7 @@ def test_init_setting_reaches_theta_0_and_the_reinit_control():
 
 def test_a_model_added_to_the_zoo_is_accepted_by_the_config(monkeypatch):
   from experiments import lenet300
-  from lth_jax import config as config_lib
+  from lth_jax.study import config as config_lib
 
   config = lenet300.get_config('smoke')
   config.model.name = 'my_mlp'

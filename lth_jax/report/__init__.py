@@ -10,7 +10,7 @@ are missing is replaced by a note, never an exception. ``write_comparison``
 
 Diverged trainings (``diverged == 1``) are never averaged: they are counted in
 the tables and left out of every mean, standard deviation and curve. Error bars
-are the sample standard deviation (ddof=1) over seeds (``lth_jax.results.mean_std``).
+are the sample standard deviation (ddof=1) over seeds (``lth_jax.study.results.mean_std``).
 
 Modules: ``analysis`` (tables as columns, statistics over seeds, the loaded
 ``Run``), ``masks`` (mask overlap and initial weights from checkpoints),

@@ -1,6 +1,6 @@
 """A run directory's tables as columns, and the statistics the report shows.
 
-Tables are read with ``lth_jax.results.read_rows`` and turned into columns
+Tables are read with ``lth_jax.study.results.read_rows`` and turned into columns
 ({name: numpy array}) so that curves of hundreds of thousands of rows group fast.
 Means and standard deviations are ``results.mean_std``'s (sample std, ddof=1);
 diverged runs are counted and left out of every mean.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lth_jax import results
+from lth_jax.study import results
 
 Columns = dict[str, np.ndarray]
 

@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lth_jax import results
 from lth_jax.errors import ConfigError, RunError
 from lth_jax.report import figures
 from lth_jax.report.analysis import ArmStats, Run, by_arm, config_value, load_run
 from lth_jax.report.document import Doc, num, pct_label
 from lth_jax.report.write import render
-from lth_jax.runner import STUDY_JSON
+from lth_jax.study import results
+from lth_jax.study.runner import STUDY_JSON
 
 ARM_STYLES = ('-', '--', ':', '-.')
 

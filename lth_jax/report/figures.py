@@ -13,10 +13,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from lth_jax import results
 from lth_jax.report.analysis import ArmStats, by_arm, curve_order
 from lth_jax.report.document import pct_label
 from lth_jax.report.masks import Overlap, random_jaccard
+from lth_jax.study import results
 
 ARM_LABELS = {
   'ticket': 'winning ticket (IMP)',

@@ -1,6 +1,6 @@
 """Mask analytics from a run's checkpoints: overlap between seeds, the ticket's initial weights.
 
-Checkpoint names come from ``lth_jax.artifacts``; a missing or unreadable
+Checkpoint names come from ``lth_jax.study.artifacts``; a missing or unreadable
 checkpoint is skipped (the sections say so), never an exception.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from lth_jax import artifacts, checkpoint, results
-from lth_jax import masks as masks_lib
+from lth_jax.core import masks as masks_lib
+from lth_jax.study import artifacts, checkpoint, results
 
 
 def jaccard(a, b) -> float:

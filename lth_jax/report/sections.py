@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from lth_jax import results
 from lth_jax.report import figures
 from lth_jax.report.analysis import (
   ArmStats,
@@ -25,6 +24,7 @@ from lth_jax.report.analysis import (
 )
 from lth_jax.report.document import Doc, num, pct_label, pm
 from lth_jax.report.references import paper_reference
+from lth_jax.study import results
 
 
 def levels_done(levels: Sequence[int], configured) -> str:

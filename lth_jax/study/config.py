@@ -1,0 +1,375 @@
+"""The experiment config: its defaults, and validation before any work starts.
+
+Every key is checked here, with one error line naming the key, the value and
+what is allowed, so a typo fails in a second rather than after hours of work.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import ml_collections
+
+from lth_jax.arms import at_init, controls
+from lth_jax.core import criteria, models
+from lth_jax.data import datasets as data
+from lth_jax.errors import ConfigError
+
+# Keys that change how a study runs but not its results: left out of the hash
+# that names the run directory, so a study can be resumed with other settings.
+EXECUTION_KEYS = ('parallel', 'max_parallel_runs', 'checkpoint_every', 'checkpoint_seconds')
+# Keys that only add work (more levels, seeds or arms) or say where files are:
+# also left out, so a finished study grows in place and trains only the new runs.
+GROWTH_KEYS = ('num_levels', 'num_seeds', 'arms')
+LOCATION_KEYS = ('data.data_dir', 'data.download')
+# Training-set sizes before the validation split, to check sizes up front.
+TRAIN_SIZES = {'mnist': 60_000, 'fashion_mnist': 60_000, 'cifar10': 50_000}
+TEST_SIZES = {'mnist': 10_000, 'fashion_mnist': 10_000, 'cifar10': 10_000}
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every key with its default: LeNet-300-100 on MNIST as in the paper."""
+  c = ml_collections.ConfigDict()
+  c.name = 'lenet300'
+  c.seed = 0
+  c.num_seeds = 1
+  c.arms = 'ticket,reinit'
+  c.parallel = 'auto'
+  c.max_parallel_runs = 0
+  c.model = ml_collections.ConfigDict({'name': 'lenet300', 'dropout': 0.0, 'init': 'default'})
+  c.data = ml_collections.ConfigDict({
+      'name': 'mnist', 'validation_size': 5000, 'train_size': 0, 'test_size': 0,
+      'data_dir': '', 'manual_dir': '', 'download': True, 'augment': False,
+      'standardize': True,
+  })  # fmt: skip
+  c.data.verify_checksums = True
+  c.optimizer = ml_collections.ConfigDict({
+      'name': 'adam', 'learning_rate': 1.2e-3, 'momentum': 0.9, 'weight_decay': 0.0,
+      'warmup_steps': 0, 'milestones': (), 'decay_factor': 0.1,
+  })  # fmt: skip
+  c.batch_size = 60
+  c.num_steps = 50_000
+  c.eval_every = 100
+  c.eval_batch_size = 1000
+  c.train_eval_size = 5000
+  c.curve_every = 1000
+  c.rewind_step = 0
+  c.rewind_optimizer = 'restore'
+  c.num_levels = 16
+  c.pruning = ml_collections.ConfigDict({
+      'strategy': 'layerwise', 'iterative': True, 'rate_conv': 0.1, 'rate_dense': 0.2,
+      'rate_output': 0.1, 'rate': 0.2, 'prune_output': False, 'output_layer': 'auto',
+  })  # fmt: skip
+  c.pruning.criterion = criteria.DEFAULT
+  c.at_init = ml_collections.ConfigDict(dict(at_init.AT_INIT_DEFAULTS))
+  c.checkpoint_every = 0
+  c.checkpoint_seconds = 60.0
+  c.lmc = lmc_defaults()
+  # Tickets that travel (README): a ticket file to start pruned levels from, a class subset.
+  c.ticket = ''
+  c.data.classes = ()
+  return c
+
+
+# Linear mode connectivity (``lth_jax.analyses.lmc_study``): a study with ``lmc.rewind_steps`` runs IMP
+# with rewinding to each k and measures the instability of its networks at ``lmc.levels``.
+LMC_DEFAULTS = {'rewind_steps': (), 'levels': (0,), 'num_alphas': 31, 'bn_recompute': True}
+
+
+def lmc_defaults() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(LMC_DEFAULTS))
+
+
+# Keys added after run directories existed, or that only add behaviour: left out of the hash
+# while at these defaults, so the directories of configs that do not use them keep their names;
+# any other value is hashed.
+DEFAULT_ONLY = {
+  'data.verify_checksums': True,
+  'ticket': '',
+  'data.classes': (),
+  'pruning.criterion': criteria.DEFAULT,
+  **{f'at_init.{k}': v for k, v in at_init.AT_INIT_DEFAULTS.items()},
+  **{f'lmc.{key}': value for key, value in LMC_DEFAULTS.items()},
+}
+
+
+def _is_int(v):
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v):
+  if _is_int(v):
+    return abs(v) < 1e300  # math.isfinite overflows on huge ints.
+  return isinstance(v, float) and math.isfinite(v)
+
+
+def _int(lo=None, hi=None):
+  def check(v):
+    return _is_int(v) and (lo is None or v >= lo) and (hi is None or v <= hi)
+
+  where = f'an integer >= {lo}' if hi is None else f'an integer in [{lo}, {hi}]'
+  return check, where
+
+
+def _rate():
+  return (lambda v: _is_num(v) and 0 <= v < 1), 'a number in [0, 1)'
+
+
+def _choice(options):
+  return (lambda v: isinstance(v, str) and v in options), f'one of {sorted(options)}'
+
+
+def _arms(v):
+  if not isinstance(v, str):
+    return False
+  names = [a.strip() for a in v.split(',')]
+  return all(n in controls.ARMS for n in names) and len(set(names)) == len(names)
+
+
+def _parallel(v):
+  return isinstance(v, bool) or (
+    isinstance(v, str) and v.lower() in ('true', 'false', 'auto', 'threads')
+  )
+
+
+def _classes(v):
+  return (
+    isinstance(v, tuple | list)
+    and all(_is_int(c) and 0 <= c < 10 for c in v)
+    and len(set(v)) == len(v)
+    and len(v) != 1
+  )
+
+
+def _milestones(v):
+  return isinstance(v, tuple | list) and all(_is_int(m) and m > 0 for m in v)
+
+
+def _int_tuple(v):
+  return isinstance(v, tuple | list) and all(_is_int(x) and x >= 0 for x in v)
+
+
+_BOOL = (lambda v: isinstance(v, bool), 'true or false')
+_STR = (lambda v: isinstance(v, str), 'a string')
+
+SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
+    'name': ((lambda v: isinstance(v, str) and v.replace('-', '').replace('_', '').isalnum()),
+             'a non-empty name of letters, digits, - and _'),
+    'seed': _int(0),
+    'num_seeds': _int(1, 10_000),
+    'arms': (_arms, f'a comma-separated list of distinct arms from {list(controls.ARMS)}'),
+    'parallel': (_parallel, "'auto', 'true' (vmap), 'threads' or 'false'"),
+    'max_parallel_runs': _int(0),
+    'model.name': (lambda v: isinstance(v, str) and v in models.MODELS, lambda: f'one of {sorted(models.MODELS)}'),
+  'model.init': _choice({models.DEFAULT_INIT, *models.INITS}),
+    'model.dropout': _rate(),
+    'data.name': _choice(set(data.DATASETS)),
+    'data.validation_size': _int(1),
+    'data.train_size': _int(0),
+    'data.test_size': _int(0),
+    'data.data_dir': _STR,
+    'data.manual_dir': _STR,
+    'data.download': _BOOL,
+    'data.augment': _BOOL,
+  'data.standardize': _BOOL,
+  'data.verify_checksums': _BOOL,
+    'optimizer.name': _choice({'adam', 'sgd'}),
+    'optimizer.learning_rate': ((lambda v: _is_num(v) and 0 < v <= 10), 'a number in (0, 10]'),
+    'optimizer.momentum': _rate(),
+    'optimizer.weight_decay': ((lambda v: _is_num(v) and 0 <= v < 1), 'a number in [0, 1)'),
+    'optimizer.warmup_steps': _int(0),
+    'optimizer.milestones': (_milestones, 'a tuple of positive iteration numbers'),
+    'optimizer.decay_factor': ((lambda v: _is_num(v) and 0 < v <= 1), 'a number in (0, 1]'),
+    'batch_size': _int(1),
+    'num_steps': _int(1),
+    'eval_every': _int(1),
+    'eval_batch_size': _int(1),
+    'train_eval_size': _int(0),
+  'curve_every': _int(0),
+    'rewind_step': _int(0),
+  'rewind_optimizer': _choice({'restore', 'fresh'}),
+    'num_levels': _int(0, 200),
+    'pruning.strategy': _choice({'layerwise', 'global'}),
+    'pruning.iterative': _BOOL,
+    'pruning.rate_conv': _rate(),
+    'pruning.rate_dense': _rate(),
+    'pruning.rate_output': _rate(),
+    'pruning.rate': _rate(),
+    'pruning.prune_output': _BOOL,
+  'pruning.output_layer': (
+    lambda v: isinstance(v, str) and (v == '' or v.replace('/', '').replace('_', '').replace('-', '').isalnum()),
+    "'auto' (the layer named output), a layer name, or '' (no output layer)",
+  ),
+    'pruning.criterion': _choice(set(criteria.CRITERIA)),
+    'at_init.samples_per_class': _int(1),
+    'at_init.supermask_steps': _int(1),
+    'at_init.supermask_lr': ((lambda v: _is_num(v) and 0 < v <= 10), 'a number in (0, 10]'),
+    'checkpoint_every': _int(0),
+  'lmc.rewind_steps': (lambda v: _int_tuple(v) and len(set(v)) == len(v), 'a tuple of distinct iterations k >= 0'),
+  'lmc.levels': (lambda v: _int_tuple(v) and len(v) > 0, 'a non-empty tuple of levels >= 0'),
+  'lmc.num_alphas': _int(2, 10_001),
+  'lmc.bn_recompute': _BOOL,
+  'checkpoint_seconds': ((lambda v: _is_num(v) and 0 <= v <= 1e6), 'a number of seconds in [0, 1e6] (0: never)'),
+  'ticket': (_STR[0], "a ticket file from `lth export` ('{seed}' in it: each seed's), or '' for none"),
+  'data.classes': (_classes, 'a tuple of at least 2 distinct class numbers in [0, 10), or () for all'),
+}  # fmt: skip
+
+
+def flatten(tree: Mapping, prefix: str = '') -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, Mapping | ml_collections.ConfigDict):
+      flat.update(flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def _show(value, limit: int = 80) -> str:
+  """A value's repr on one short line (huge ints and long strings included)."""
+  try:
+    text = repr(value)
+  except Exception:  # repr of an int beyond Python's digit limit raises ValueError.
+    text = f'<{type(value).__name__}>'
+  text = ' '.join(text.split())
+  return text if len(text) <= limit else text[: limit - 3] + '...'
+
+
+def _error(key, value, allowed):
+  allowed = allowed() if callable(allowed) else allowed
+  return ConfigError(f'config.{key}={_show(value)} is not allowed: expected {allowed}.')
+
+
+def validate(config) -> None:
+  """Raises ``ConfigError`` (one line) for the first bad key of ``config``."""
+  if not isinstance(config, Mapping | ml_collections.ConfigDict):
+    raise ConfigError(f'the config must be a ConfigDict, got {type(config).__name__}.')
+  flat = flatten(config.to_dict() if hasattr(config, 'to_dict') else config)
+  for key in flat:
+    if key not in SCHEMA:
+      name = key if key.isprintable() and len(key) <= 80 else _show(key)
+      raise ConfigError(f'config.{name} is not a known key; known keys: {", ".join(SCHEMA)}.')
+  for key, (check, allowed) in SCHEMA.items():
+    if key not in flat:
+      raise ConfigError(f'config.{key} is missing: expected {allowed}.')
+    if not check(flat[key]):
+      raise _error(key, flat[key], allowed)
+  _check_relations(flat)
+
+
+def _check_relations(c: dict[str, Any]) -> None:
+  if c['rewind_step'] >= c['num_steps']:
+    raise _error('rewind_step', c['rewind_step'], f'an iteration before num_steps={c["num_steps"]}')
+  available = c['data.train_size'] or TRAIN_SIZES[c['data.name']]
+  if c['data.train_size'] > TRAIN_SIZES[c['data.name']]:
+    raise _error(
+      'data.train_size',
+      c['data.train_size'],
+      f'0 (all) or at most {TRAIN_SIZES[c["data.name"]]} for {c["data.name"]}',
+    )
+  if c['data.validation_size'] >= available:
+    raise _error(
+      'data.validation_size',
+      c['data.validation_size'],
+      f'fewer than the {available} training examples',
+    )
+  if c['data.test_size'] > TEST_SIZES[c['data.name']]:
+    raise _error(
+      'data.test_size',
+      c['data.test_size'],
+      f'0 (all) or at most {TEST_SIZES[c["data.name"]]} for {c["data.name"]}',
+    )
+  train_size = available - c['data.validation_size']
+  if c['batch_size'] > train_size:
+    raise _error(
+      'batch_size',
+      c['batch_size'],
+      f'at most the {train_size} training examples left after validation',
+    )
+  if c['curve_every'] % c['eval_every']:
+    raise _error(
+      'curve_every', c['curve_every'], f'0 or a multiple of eval_every={c["eval_every"]}'
+    )
+  if c['checkpoint_every'] % c['eval_every']:
+    raise _error(
+      'checkpoint_every', c['checkpoint_every'], f'0 or a multiple of eval_every={c["eval_every"]}'
+    )
+  _check_lmc(c)
+  if c['pruning.strategy'] == 'global' and c['pruning.rate'] == 0 and c['num_levels'] > 0:
+    raise _error('pruning.rate', 0.0, 'a positive rate for global pruning')  # fmt: skip
+
+
+def _check_lmc(c: dict[str, Any]) -> None:
+  late = [k for k in c['lmc.rewind_steps'] if k >= c['num_steps']]
+  if late:
+    raise _error(
+      'lmc.rewind_steps', c['lmc.rewind_steps'], f'iterations before num_steps={c["num_steps"]}'
+    )
+  deep = [level for level in c['lmc.levels'] if level > c['num_levels']]
+  if c['lmc.rewind_steps'] and deep:
+    raise _error('lmc.levels', c['lmc.levels'], f'levels up to num_levels={c["num_levels"]}')
+
+
+def parallel_mode(config) -> str:
+  """'true', 'false' or 'auto' from the config's ``parallel`` value."""
+  value = config.parallel
+  return str(value).lower() if not isinstance(value, bool) else ('true' if value else 'false')
+
+
+def arms_of(config) -> list[str]:
+  """The arms of a study in ``controls.ARMS`` order ('ticket' always runs, first)."""
+  names = {a.strip() for a in config.arms.split(',')} | {'ticket'}
+  return [a for a in controls.ARMS if a in names]
+
+
+# Keys whose values are tuples in the schema (JSON reads them back as lists).
+TUPLE_KEYS = ('optimizer.milestones', 'lmc.rewind_steps', 'lmc.levels', 'data.classes')
+
+
+def with_new_keys(config):
+  """``config`` (e.g. an older run's config.json) with the ``DEFAULT_ONLY`` keys it lacks
+  and the schema's tuples where JSON has lists."""
+  config = ml_collections.ConfigDict(config)
+  add_missing_defaults(config)
+  for key in TUPLE_KEYS:
+    section, name = key.split('.')
+    config[section][name] = tuple(config[section][name])
+  return config
+
+
+def to_json(config) -> str:
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=list)
+
+
+def add_missing_defaults(config) -> None:
+  """Gives a config saved before a ``DEFAULT_ONLY`` key existed that key's default, in place."""
+  for key, value in DEFAULT_ONLY.items():
+    *sections, name = key.split('.')
+    node = config
+    for section in sections:
+      if section not in node:
+        node[section] = ml_collections.ConfigDict()
+      node = node[section]
+    if name not in node:
+      node[name] = value
+
+
+def _at_default(key: str, value) -> bool:
+  if key not in DEFAULT_ONLY:
+    return False
+  default = DEFAULT_ONLY[key]
+  return value == (list(default) if isinstance(default, tuple) else default)
+
+
+def study_hash(config) -> str:
+  """Names a study's results: the config less the keys that do not change them."""
+  import hashlib
+
+  left_out = (*EXECUTION_KEYS, *GROWTH_KEYS, *LOCATION_KEYS)
+  d = {k: v for k, v in flatten(config.to_dict()).items() if k not in left_out}
+  d = {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+  d = {k: v for k, v in d.items() if not _at_default(k, v)}
+  return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:10]

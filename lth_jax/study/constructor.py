@@ -1,0 +1,223 @@
+"""``make_study``: a study from any Flax module, data as arrays and the settings, every one checked.
+
+The settings have the names of the config keys (README); ``lth_jax.study.from_config.from_config``
+calls this with a config's values, a notebook calls it directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+
+from lth_jax.arms import at_init as at_init_lib
+from lth_jax.arms import controls as controls_lib
+from lth_jax.core import criteria, models
+from lth_jax.core import rewind as rewind_lib
+from lth_jax.core import train as train_lib
+from lth_jax.core.plan import make_plan
+from lth_jax.data import inputs as inputs_lib
+from lth_jax.errors import ConfigError
+from lth_jax.study.definition import Study, seed_keys
+from lth_jax.training import parallel as parallel_lib
+
+PRUNING_DEFAULTS = {
+  'strategy': 'layerwise', 'iterative': True, 'rate_conv': 0.1, 'rate_dense': 0.2,
+  'rate_output': 0.1, 'rate': 0.2, 'prune_output': False, 'output_layer': 'auto',
+  'criterion': criteria.DEFAULT,
+}  # fmt: skip
+_PLAN_KEYS = (
+  'strategy',
+  'rate_conv',
+  'rate_dense',
+  'rate_output',
+  'rate',
+  'prune_output',
+  'output_layer',
+  'prunable',
+  'kinds',
+)
+
+
+def make_study(
+  model,
+  *,
+  train,
+  test,
+  optimizer,
+  num_steps: int,
+  validation=5000,
+  eval_every: int = 100,
+  batch_size: int = 60,
+  num_levels: int = 1,
+  rewind_step: int = 0,
+  arms: str | Sequence[str] = ('ticket', 'reinit'),
+  seeds: int | Sequence[int] = 1,
+  pruning: dict | None = None,
+  standardize: bool | None = None,
+  init: str = models.DEFAULT_INIT,
+  rewind_optimizer: str = 'restore',
+  augment: bool = False,
+  train_eval_size: int = 5000,
+  eval_batch_size: int = 1000,
+  checkpoint_every: int = 0,
+  checkpoint_seconds: float = 0.0,
+  curve_every: int = 0,
+  parallel: str = 'auto',
+  max_parallel_runs: int = 0,
+  at_init: dict | None = None,
+) -> Study:
+  """A lottery-ticket study of any Flax module on any data, run by ``lth_jax.run_imp``.
+
+  >>> # study = lth_jax.make_study(MyNet(), train=(x, y), test=(xt, yt), optimizer=optax.adam(1e-3),
+  >>> #                            num_steps=2000, num_levels=5, pruning={'output_layer': 'head'})
+  >>> # print(study.plan.table()); store = lth_jax.run_imp(study)
+
+  Args:
+    model: a ``flax.linen.Module`` mapping a batch of inputs to logits (with or
+      without a ``train`` keyword; batch norm in ``batch_stats``, dropout from the
+      ``dropout`` rng, as the zoo's models).
+    train, test: (x, y) arrays: uint8 images or float inputs, integer labels.
+    optimizer: an optax optimizer (its schedule counts iterations from 0).
+    num_steps: T, the iterations of every training run.
+    validation: the number of LAST training examples held out for early
+      stopping, or (x, y) arrays.
+    eval_every, batch_size, num_levels, rewind_step, arms, checkpoint_every,
+      checkpoint_seconds, curve_every, parallel, max_parallel_runs,
+      train_eval_size, eval_batch_size: as the config keys of the same names (README).
+    seeds: a number of seeds (0, 1, ...) or the seeds themselves.
+    pruning: the ``pruning.*`` config keys (strategy, iterative, rate_conv,
+      rate_dense, rate_output, rate, prune_output, output_layer), plus
+      ``prunable`` and ``kinds`` (see ``lth_jax.core.plan.make_plan``).
+    standardize: per-channel standardization (None: for uint8 images only).
+    init: re-draw the prunable weights from a scheme of ``models.INITS``.
+    rewind_optimizer: 'restore' or 'fresh' (``lth_jax.core.rewind``).
+    augment: random crop (pad 4) and flip of image batches.
+    at_init: the ``at_init.*`` config keys (samples_per_class, supermask_steps,
+      supermask_lr) of the arms that prune early (``lth_jax.arms.at_init``).
+
+  Raises:
+    ConfigError: a setting, the data or the model's output layer is not usable
+      (the message names it and the fix).
+  """
+  prune = {**PRUNING_DEFAULTS, **(pruning or {})}
+  unknown = set(prune) - set(PRUNING_DEFAULTS) - {'prunable', 'kinds'}
+  if unknown:
+    raise ConfigError(
+      f'pruning keys {sorted(unknown)} are unknown; known: {sorted(PRUNING_DEFAULTS)}, prunable, kinds.'
+    )
+  _check_choice('pruning.criterion', prune['criterion'], criteria.CRITERIA)
+  settings = _at_init(at_init)
+  arms = _arms(arms)
+  seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+  _check_schedule(num_steps, eval_every, rewind_step, num_levels, checkpoint_every, seeds)
+  if curve_every < 0 or curve_every % eval_every:
+    raise ConfigError(
+      f'curve_every={curve_every} is not allowed: expected 0 or a multiple of eval_every={eval_every}.'
+    )
+  _check_choice('init', init, (models.DEFAULT_INIT, *models.INITS))
+  _check_choice('rewind_optimizer', rewind_optimizer, rewind_lib.REWIND_OPTIMIZER)
+  _check_choice('parallel', str(parallel).lower(), parallel_lib.MODES)
+  data = inputs_lib.prepare(
+    train, test, validation, standardize=standardize, train_eval_size=train_eval_size,
+    eval_batch_size=eval_batch_size,
+  )  # fmt: skip
+  if not 1 <= batch_size <= data.num_train:
+    raise ConfigError(
+      f'batch_size={batch_size} must be between 1 and the {data.num_train} training examples.'
+    )
+  if augment and len(data.input_shape) != 3:
+    raise ConfigError(f'augment=True needs images [N, H, W, C]; the inputs are {data.input_shape}.')
+  variables = jax.eval_shape(
+    lambda: train_lib.init_variables(model, jax.random.key(0), data.input_shape)
+  )
+  logits = jax.eval_shape(
+    lambda v: model.apply(
+      {'params': v[0], **v[1]},
+      jax.numpy.zeros((1, *data.input_shape)),
+      **train_lib.call_kwargs(model, False),
+    ),
+    variables,
+  )
+  inputs_lib.labels_fit(logits.shape[-1], data, type(model).__name__)
+  plan = make_plan(variables[0], **{k: prune[k] for k in _PLAN_KEYS if k in prune})
+  if not any(leaf.rate for leaf in plan.leaves) and num_levels:
+    raise ConfigError(
+      'the pruning plan prunes nothing (every rate is 0): set a rate, or num_levels=0.'
+    )
+  task = train_lib.Task(
+    model=model, optimizer=optimizer, batch_size=batch_size, mean=data.mean, std=data.std,
+    augment=augment, divide_by=data.divide_by,
+  )  # fmt: skip
+  vmapped, threads = parallel_lib.resolve(str(parallel).lower())
+  if max_parallel_runs:
+    threads = min(threads, max_parallel_runs)
+  study = Study(
+    task=task, inputs=data, plan=plan, num_steps=num_steps, eval_every=eval_every,
+    rewind_step=rewind_step, num_levels=num_levels, arms=arms, seeds=seeds,
+    iterative=bool(prune['iterative']), init=init, rewind_optimizer=rewind_optimizer,
+    checkpoint_every=checkpoint_every, checkpoint_seconds=float(checkpoint_seconds),
+    curve_every=curve_every, vmapped=vmapped, group_size=max_parallel_runs, threads=threads,
+    sharder=parallel_lib.Sharder() if vmapped else None, criterion=prune['criterion'],
+    at_init=settings,
+  )  # fmt: skip
+  if vmapped:
+    study.group_size = _runs_per_call(study, max_parallel_runs)
+  return study
+
+
+def _arms(arms) -> list[str]:
+  names = [a.strip() for a in arms.split(',')] if isinstance(arms, str) else list(arms)
+  unknown = [a for a in names if a not in controls_lib.ARMS]
+  if unknown or len(set(names)) != len(names):
+    raise ConfigError(f'arms={names} must be distinct arms from {list(controls_lib.ARMS)}.')
+  return [a for a in controls_lib.ARMS if a in set(names) | {'ticket'}]
+
+
+def _at_init(at_init) -> at_init_lib.Settings:
+  values = {**at_init_lib.AT_INIT_DEFAULTS, **(at_init or {})}
+  unknown = set(values) - set(at_init_lib.AT_INIT_DEFAULTS)
+  if unknown:
+    raise ConfigError(
+      f'at_init keys {sorted(unknown)} are unknown; known: {sorted(at_init_lib.AT_INIT_DEFAULTS)}.'
+    )
+  if min(values['samples_per_class'], values['supermask_steps']) < 1 or values['supermask_lr'] <= 0:
+    raise ConfigError(
+      f'at_init={values} is not allowed: samples_per_class and supermask_steps must be at '
+      'least 1 and supermask_lr positive.'
+    )
+  return at_init_lib.Settings(**values)
+
+
+def _check_choice(name, value, options):
+  if value not in options:
+    raise ConfigError(f'{name}={value!r} is not allowed: expected one of {list(options)}.')
+
+
+def _check_schedule(num_steps, eval_every, rewind_step, num_levels, checkpoint_every, seeds):
+  checks = [
+    (num_steps >= 1, 'num_steps', num_steps, 'at least 1'),
+    (eval_every >= 1, 'eval_every', eval_every, 'at least 1'),
+    (0 <= rewind_step < num_steps, 'rewind_step', rewind_step, f'an iteration before num_steps={num_steps}'),
+    (num_levels >= 0, 'num_levels', num_levels, '0 or more'),
+    (checkpoint_every >= 0 and checkpoint_every % eval_every == 0, 'checkpoint_every',
+     checkpoint_every, f'0 or a multiple of eval_every={eval_every}'),
+    (bool(seeds) and len(set(seeds)) == len(seeds) and min(seeds) >= 0, 'seeds', seeds,
+     'distinct non-negative integers'),
+  ]  # fmt: skip
+  for ok, name, value, expected in checks:
+    if not ok:
+      raise ConfigError(f'{name}={value!r} is not allowed: expected {expected}.')
+
+
+def _runs_per_call(study: Study, requested: int) -> int:
+  """Splits a level into calls that fit in device memory (see ``parallel``)."""
+  available = parallel_lib.device_memory_bytes()
+  if available is None:
+    return requested
+  steps, _ = train_lib.compiled(study.task, vmapped=False)
+  data_key = jax.eval_shape(lambda: seed_keys(0).data)
+  per_run = parallel_lib.bytes_per_run(
+    steps, study.state_like(), study.train, data_key, study.eval_every
+  )
+  return parallel_lib.runs_per_call(per_run, available, study.sharder.multiple, requested)
