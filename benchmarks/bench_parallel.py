@@ -22,7 +22,8 @@ import jax.numpy as jnp
 
 from experiments import lenet300
 from lth_jax import data
-from lth_jax.study import from_config, imp
+from lth_jax.core import train as train_lib
+from lth_jax.study import from_config, levels
 from lth_jax.training import fit, parallel
 from lth_jax.training import segment as segment_lib
 from lth_jax.training.fit import Trainer
@@ -31,7 +32,7 @@ from lth_jax.training.fit import Trainer
 def per_network_ms(study, n: int | None, periods: int, shared_order: bool = True) -> float:
   """ms per iteration and network of the segment program; ``n`` None: the plain program."""
   trainer = Trainer(study.task, study.train, study.eval_splits, vmapped=n is not None)
-  _, _, segment, _ = fit._programs(trainer, eval_every=100, until=10**6, capacity=periods + 1)
+  _, _, segment, _ = fit.programs_of(trainer, eval_every=100, until=10**6, capacity=periods + 1)
   if n is None:
     state, keys = study.initial_state(0), jax.random.key(1)
   else:
@@ -39,7 +40,7 @@ def per_network_ms(study, n: int | None, periods: int, shared_order: bool = True
     keys = jax.random.split(jax.random.key(1), n)
     keys = parallel.stack([keys[0]] * n) if shared_order else keys
   inf = jnp.full(() if n is None else (n,), jnp.inf, jnp.float32)
-  carry = [state, segment_lib.no_order(trainer.num_examples(), n), segment_lib.best_of(state, inf)]
+  carry = [state, train_lib.no_order(trainer.num_examples(), n), segment_lib.best_of(state, inf)]
 
   def go():
     carry[0], carry[1], carry[2], rows, _ = segment(*carry, keys, jnp.int32(0), jnp.int32(periods))
@@ -55,10 +56,10 @@ def level_seconds(dataset, data_dir: str | None, parallel_mode: str, iterations:
   config.num_seeds, config.arms, config.num_levels = 4, 'ticket,reinit', 0
   config.num_steps, config.eval_every, config.parallel = iterations, 100, parallel_mode
   study = from_config.from_config(config, dataset=dataset)
-  store = imp.run_imp(study)  # Level 0 (not timed) ...
+  store = levels.train_levels(study)  # Level 0 (not timed) ...
   study.num_levels = 1
   start = time.perf_counter()
-  imp.run_imp(study, store)  # ... level 1: 8 runs, compilation included.
+  levels.train_levels(study, store)  # ... level 1: 8 runs, compilation included.
   return time.perf_counter() - start
 
 

@@ -127,9 +127,9 @@ def run_study(config, workdir_path, *, log=print, progress: bool | None = None) 
 
 
 def imp_describe(study) -> str:
-  from lth_jax.study import imp
+  from lth_jax.study import levels
 
-  return imp.describe(study)
+  return levels.describe(study)
 
 
 def divergence_notes(rows, config) -> list[str]:
@@ -316,9 +316,12 @@ def use_compilation_cache() -> None:
   """Keeps compiled programs across `lth` processes (a rerun or resume starts in seconds).
 
   $JAX_COMPILATION_CACHE_DIR wins; otherwise ~/.cache/lth_jax/jax ($LTH_CACHE_DIR/jax).
+  LTH_COMPILATION_CACHE=0 turns it off.
   """
   import jax
 
+  if os.environ.get('LTH_COMPILATION_CACHE', '1') == '0':
+    return
   if os.environ.get('JAX_COMPILATION_CACHE_DIR') or jax.config.jax_compilation_cache_dir:
     return
   root = os.environ.get('LTH_CACHE_DIR') or os.path.join(

@@ -4,6 +4,9 @@ import jax
 import pytest
 
 jax.config.update('jax_numpy_rank_promotion', 'raise')
+# Tests that call `lth` in this process leave the persistent compilation cache off (processes
+# the tests start get a cache directory of their own: ``subprocess_env``).
+os.environ['LTH_COMPILATION_CACHE'] = '0'
 
 
 _COMPILED: list[str] = []
@@ -15,6 +18,16 @@ def _record_compile(event, duration, fun_name='', **kwargs):
 
 
 jax.monitoring.register_event_duration_secs_listener(_record_compile)
+
+
+@pytest.fixture(autouse=True, scope='module')
+def fresh_programs():
+  """Forgets every compiled program after each test module: each holds mapped code, and one
+  process that kept them all would run out of memory maps (vm.max_map_count) before the end."""
+  yield
+  from lth_jax.study import programs
+
+  programs.clear()
 
 
 @pytest.fixture

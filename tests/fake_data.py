@@ -22,6 +22,7 @@ import optax
 import lth_jax
 from lth_jax.core import models
 from lth_jax.core import train as train_lib
+from lth_jax.core.plan import make_plan
 
 IDX_NAMES = {
   'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
@@ -100,6 +101,19 @@ def write_cifar10(
     'train': (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])),
     'test': (test_images, test_labels),
   }
+
+
+def layer_counts(masks) -> dict[str, tuple[int, int]]:
+  """{layer: (kept, total)} of masks, counted by their plan (the one counter of weights)."""
+  return make_plan(masks).counts(masks)
+
+
+def fraction_remaining(masks) -> float:
+  return make_plan(masks).fraction_remaining(masks)
+
+
+def layer_fractions(masks) -> dict[str, float]:
+  return {layer: kept / total for layer, (kept, total) in layer_counts(masks).items()}
 
 
 def make_task(optimizer=None, mean=(0.5,), std=(0.25,)):

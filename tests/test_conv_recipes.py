@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from fake_data import write_cifar10
+from fake_data import fraction_remaining, layer_counts, layer_fractions, write_cifar10
 
 from experiments import conv, resnet20, vgg19
 from lth_jax import data
@@ -16,7 +16,7 @@ from lth_jax.core import models
 from lth_jax.core import train as train_lib
 from lth_jax.core.rewind import rewind
 from lth_jax.study import config as config_lib
-from lth_jax.study import from_config, imp
+from lth_jax.study import from_config, levels
 
 VARIANTS = (
   [(conv, v) for v in conv.VARIANTS]
@@ -67,7 +67,7 @@ def test_conv2_layerwise_rates():
   params, _ = _init('conv2')
   prune = from_config.make_plan(config, params).prune
   dense = masks_lib.ones_like(params)
-  counts = masks_lib.layer_counts(prune(params, dense, rounds=1))
+  counts = layer_counts(prune(params, dense, rounds=1))
   rates = {'conv_0': 0.1, 'conv_1': 0.1, 'dense_0': 0.2, 'dense_1': 0.2, 'output': 0.1}
   assert set(counts) == set(rates)
   for layer, (kept, total) in counts.items():
@@ -79,7 +79,7 @@ def test_resnet20_global_pruning_keeps_output_and_batch_norm_whole():
   params, _ = _init('resnet20')
   prune = from_config.make_plan(resnet20.get_config('paper'), params).prune
   masks = prune(params, masks_lib.ones_like(params), rounds=1)
-  counts = masks_lib.layer_counts(masks)
+  counts = layer_counts(masks)
   assert counts['output'][0] == counts['output'][1]
   kept = sum(k for name, (k, _) in counts.items() if name != 'output')
   total = sum(t for name, (_, t) in counts.items() if name != 'output')
@@ -119,12 +119,12 @@ def test_resnet20_rewind_restores_batch_stats_of_step_k():
   for path, m in jax.tree_util.tree_flatten_with_path(ticket.masks)[0]:
     if masks_lib.leaf_kind(path, m) is None:  # BN scale/bias (and any bias): never masked.
       assert np.all(np.asarray(m)), masks_lib.leaf_name(path)
-  assert masks_lib.fraction_remaining(masks) < 1
+  assert fraction_remaining(masks) < 1
 
 
 def _run_smoke(config, dataset):
   study = from_config.from_config(config, dataset=dataset)
-  store = imp.run_imp(study)
+  store = levels.train_levels(study)
   rows = store.summary
   assert [(r['level'], r['arm']) for r in rows][:2] == [(0, 'ticket'), (1, 'ticket')]
   for r in rows:
@@ -166,7 +166,7 @@ def test_conv_smoke_on_fashion_mnist(fashion_mnist):
 def test_resnet20_smoke(fashion_mnist):
   study, store = _run_smoke(resnet20.get_config('smoke'), fashion_mnist)
   masks = store.load('seed_0/level_1/masks')
-  assert masks_lib.layer_fractions(masks)['output'] == 1.0
+  assert layer_fractions(masks)['output'] == 1.0
   assert int(store.load('seed_0/rewind').step) == study.rewind_step
 
 
@@ -180,7 +180,7 @@ def test_vgg19_smoke_reduced_width(fashion_mnist):
   study = from_config.from_config(vgg19.get_config('smoke'), dataset=fashion_mnist)
   plan = tuple(s if s == 'M' else s // 8 for s in models.VGG19_PLAN)
   study.task = dataclasses.replace(study.task, model=models.VGG(plan=plan))
-  store = imp.run_imp(study)
+  store = levels.train_levels(study)
   assert [(r['level'], r['arm']) for r in store.summary] == [
     (0, 'ticket'),
     (1, 'ticket'),
@@ -188,7 +188,7 @@ def test_vgg19_smoke_reduced_width(fashion_mnist):
   ]
   assert all(r['diverged'] == 0 for r in store.summary)
   assert store.summary[-1]['weights_remaining'] == pytest.approx(0.8, abs=1e-3)
-  assert masks_lib.layer_fractions(store.load('seed_0/level_1/masks'))['output'] == 1.0
+  assert layer_fractions(store.load('seed_0/level_1/masks'))['output'] == 1.0
 
 
 CONV_CASES = [  # (input HWC, kernel, strides, padding): every conv shape the models use.

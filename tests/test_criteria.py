@@ -52,7 +52,7 @@ def keep_top_by_hand(score, count):
 @pytest.mark.parametrize('criterion', criteria.CRITERIA)
 def test_layerwise_criteria_keep_the_hand_computed_top_weights(criterion):
   plan = make_plan(INIT, output_layer='output', rate_dense=0.4, rate_output=0.2)
-  pools = criteria.pools_for(plan)
+  pools = plan.ranking_pools()
   scores = criteria.scores(criterion, FINAL, INIT, dense_masks(), pools=pools)
   got = plan.prune(FINAL, dense_masks(), scores=scores)
   for layer, keep in (('dense_0', 30 - 12), ('output', 15 - 3)):
@@ -65,7 +65,7 @@ def test_layerwise_criteria_keep_the_hand_computed_top_weights(criterion):
 @pytest.mark.parametrize('criterion', ['magnitude_increase', 'movement'])
 def test_global_criteria_rank_both_layers_together(criterion):
   plan = make_plan(INIT, strategy='global', rate=0.5, prune_output=True, output_layer='output')
-  pools = criteria.pools_for(plan)
+  pools = plan.ranking_pools()
   scores = criteria.scores(criterion, FINAL, INIT, dense_masks(), pools=pools)
   got = plan.prune(FINAL, dense_masks(), scores=scores)
   pooled = np.concatenate(
@@ -83,7 +83,7 @@ def test_global_criteria_rank_both_layers_together(criterion):
 def test_large_init_large_final_ranks_only_survivors():
   plan = make_plan(INIT, output_layer='output', rate_dense=0.5, rate_output=0.5)
   masks = plan.prune(FINAL, dense_masks())
-  pools = criteria.pools_for(plan)
+  pools = plan.ranking_pools()
   scores = criteria.scores('large_init_large_final', FINAL, INIT, masks, pools=pools)
   again = plan.prune(FINAL, masks, scores=scores)
   for layer in ('dense_0', 'output'):

@@ -1,6 +1,7 @@
 """The numpy-only device trainer: no JAX inside, and the framework's masked training step by step."""
 
 import functools
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,17 +15,22 @@ import pytest
 from lth_jax.analyses import edge_trainer, ticket
 from lth_jax.core import masks as masks_lib
 from lth_jax.core import models, train
+from lth_jax.data import ticket_file
 
 DEVICE_PY = Path(edge_trainer.__file__)
+TICKET_FILE_PY = Path(ticket_file.__file__)
 
 
 def test_device_module_runs_without_jax(tmp_path):
+  for source in (DEVICE_PY, TICKET_FILE_PY):  # What a device gets: the two files, side by side.
+    shutil.copy(source, tmp_path / source.name)
   code = f"""
 import importlib.util, sys
 sys.modules['jax'] = None  # import jax now raises
 sys.modules['jaxlib'] = None
 sys.modules['flax'] = None
-spec = importlib.util.spec_from_file_location('edge_trainer', {str(DEVICE_PY)!r})
+sys.path.insert(0, {str(tmp_path)!r})
+spec = importlib.util.spec_from_file_location('edge_trainer', {str(tmp_path / DEVICE_PY.name)!r})
 edge_trainer = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(edge_trainer)
 assert not any(m.startswith(('jax', 'flax', 'lth_jax')) and sys.modules[m] is not None for m in sys.modules)
@@ -61,7 +67,7 @@ def small_ticket(tmp_path, density=0.3):
 @pytest.mark.parametrize('density', [0.3, 0.004])  # BLAS then gather; sampled products
 def test_device_equals_framework_step_by_step(tmp_path, density):
   model, path = small_ticket(tmp_path, density)
-  _, params, masks, _ = edge_trainer.read_ticket(path)
+  _, params, masks, _ = ticket_file.read(path)
   trainer = edge_trainer.DeviceTrainer.from_file(path, mean=0.25, std=0.5)
   assert trainer.opt == {'name': 'adam', 'learning_rate': 1.2e-3} and trainer.t == 0  # fresh Adam
   assert len(trainer.inputs) <= 784 - 56 and trainer.layers[1].shape[0] <= 15  # dropped

@@ -7,11 +7,13 @@ import numpy as np
 import optax
 import pytest
 
-from lth_jax import make_study
-from lth_jax.arms import at_init, scores, supermask
+from lth_jax import arms, make_study
+from lth_jax.arms import at_init
 from lth_jax.core import masks as masks_lib
+from lth_jax.core import pools
+from lth_jax.core.plan import make_plan
 from lth_jax.core.train import DataArrays
-from lth_jax.study import imp
+from lth_jax.study import levels, programs
 from lth_jax.study import progress as progress_lib
 from lth_jax.study.definition import control_key
 
@@ -48,7 +50,7 @@ def tiny_study(*, levels=2, arms=('ticket', 'random_prune', *NEW_ARMS), parallel
 @pytest.fixture(scope='module')
 def ran():
   study = tiny_study()
-  return study, imp.run_imp(study)
+  return study, levels.train_levels(study)
 
 
 def masks_of(store, level, arm, seed=0):
@@ -76,7 +78,7 @@ def test_scored_arms_rank_globally_over_hidden_layers_and_alone_in_the_output(ra
   state_k = store.load('seed_0/rewind')  # θ0 here (rewind_step 0): the whole state.
   ticket = store.load('seed_0/level_1/masks')
   got = jax.device_get(
-    study.control('magnitude_init')(state_k, ticket, control_key(0, 1, 'magnitude_init')).masks
+    study.start('magnitude_init', state_k, ticket, control_key(0, 1, 'magnitude_init')).masks
   )
   theta = jax.device_get(state_k.params)
   hidden = np.concatenate([np.abs(theta[n]['kernel']).ravel() for n in ('dense_0', 'dense_1')])
@@ -94,7 +96,7 @@ def test_signed_constant_is_sign_times_the_layers_init_std(ran):
   study, store = ran
   state_k = store.load('seed_0/rewind')
   ticket = store.load('seed_0/level_1/masks')
-  got = study.control('signed_constant')(state_k, ticket, control_key(0, 1, 'signed_constant'))
+  got = study.start('signed_constant', state_k, ticket, control_key(0, 1, 'signed_constant'))
   for name in ('dense_0', 'dense_1', 'output'):
     theta0 = np.asarray(state_k.params[name]['kernel'])
     m = np.asarray(ticket[name]['kernel'])
@@ -116,7 +118,7 @@ def test_supermask_trains_no_weight_and_records_its_masked_init_accuracy(ran):
     assert row['early_stop_step'] == 0 and row['final_step'] == 0
     state = jax.device_get(study.initial_state(0))  # Pruned weights are exact zeros:
     dense = masks_lib.ones_like(trained)  # the dense forward of them is the masked one.
-    acc = study.plain_trainer.evaluate(state._replace(params=trained, masks=dense))
+    acc = study.trainer(vmapped=False).evaluate(state._replace(params=trained, masks=dense))
     assert row['test_accuracy_at_early_stop'] == pytest.approx(float(acc['test_accuracy']))
 
 
@@ -129,10 +131,10 @@ def test_supermask_beats_chance(ran):
 def test_early_arms_compile_once_per_study(ran):
   study, store = ran
   study.num_levels = 3
-  imp.run_imp(study, store)  # A third level: new masks, the same programs.
+  levels.train_levels(study, store)  # A third level: new masks, the same programs.
   assert {r['arm'] for r in store.summary if r['level'] == 3} >= set(NEW_ARMS)
   for arm in NEW_ARMS:
-    assert study._jitted_controls[arm].func._cache_size() == 1, arm
+    assert programs.arm_start(arms.get(arm), study.context)._cache_size() == 1, arm
 
 
 def test_balanced_batch_takes_that_many_of_each_class():
@@ -144,10 +146,14 @@ def test_balanced_batch_takes_that_many_of_each_class():
 
 
 def test_collapsed_layers_are_named():
-  assert at_init.collapsed_layers({'dense_0': (0, 10), 'dense_1': (3, 5), 'output': (0, 2)}) == (
-    'dense_0;output'
-  )
-  assert at_init.collapsed_layers({'dense_0': (1, 10)}) == ''
+  params = MLP().init(jax.random.key(0), jnp.zeros((1, 5)))['params']
+  plan = make_plan(params)
+  masks = masks_lib.ones_like(params)
+  assert plan.collapsed_layers(masks) == ''
+  for layer in ('dense_0', 'output'):
+    masks[layer]['kernel'] = jnp.zeros_like(masks[layer]['kernel'])
+  masks['dense_1']['kernel'] = masks['dense_1']['kernel'].at[0, 0].set(False)
+  assert plan.collapsed_layers(masks) == 'dense_0;output'
 
 
 def test_layer_collapse_is_reported_in_the_summary_and_the_log():
@@ -158,8 +164,8 @@ def test_layer_collapse_is_reported_in_the_summary_and_the_log():
     pruning={'strategy': 'global', 'rate': 0.97, 'prune_output': True},
   )  # fmt: skip
   lines = []
-  store = imp.MemoryStore()
-  imp.run_imp(study, store, progress_lib.LogProgress(1, 0, log=lines.append))
+  store = levels.MemoryStore()
+  levels.train_levels(study, store, progress_lib.LogProgress(1, 0, log=lines.append))
   rows = {r['level']: r for r in store.summary}
   kept = {r['layer']: r['kept'] for r in store.layers if r['level'] == 2}
   expected = ';'.join(n for n in ('dense_0', 'dense_1', 'output') if kept[n] == 0)
@@ -171,7 +177,7 @@ def test_layer_collapse_is_reported_in_the_summary_and_the_log():
 
 def test_each_new_arm_vmapped_equals_sequential(ran):
   _, sequential = ran
-  vmapped = imp.run_imp(tiny_study(levels=1, parallel='true'))
+  vmapped = levels.train_levels(tiny_study(levels=1, parallel='true'))
   seq = {(r['level'], r['arm']): r for r in sequential.summary if r['level'] <= 1}
   vm = {(r['level'], r['arm']): r for r in vmapped.summary}
   assert seq.keys() == vm.keys()
@@ -192,15 +198,15 @@ def test_the_same_key_gives_the_same_start(ran):
   state_k = store.load('seed_0/rewind')
   ticket = store.load('seed_0/level_1/masks')
   for arm in ('snip', 'grasp', 'supermask'):
-    a = study.control(arm)(state_k, ticket, control_key(0, 1, arm))
-    b = study.control(arm)(state_k, ticket, control_key(0, 1, arm))
+    a = study.start(arm, state_k, ticket, control_key(0, 1, arm))
+    b = study.start(arm, state_k, ticket, control_key(0, 1, arm))
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
       np.testing.assert_array_equal(x, y)
 
 
 def test_imp_prunes_by_the_criterion_with_theta0_from_the_store():
   study = tiny_study(levels=1, arms=('ticket',), pruning={'criterion': 'movement'})
-  store = imp.run_imp(study)
+  store = levels.train_levels(study)
   init, final = store.load('seed_0/init')['params'], store.load('seed_0/level_0/ticket')['params']
   masks = store.load('seed_0/level_1/masks')
   for layer, rate in (('dense_0', 0.2), ('dense_1', 0.2), ('output', 0.1)):
@@ -214,6 +220,6 @@ def test_the_bisected_top_k_keeps_the_exact_count_of_distinct_scores():
   values = jax.random.normal(jax.random.key(0), (300, 40))
   masks = jax.random.uniform(jax.random.key(1), (300, 40)) < 0.7
   for count in (0, 1, 977, int(masks.sum())):
-    got = supermask.top_k_fast({'w': values}, {'w': masks}, pools={'w': 0}, counts={0: count})['w']
-    exact = scores.select({'w': values}, {'w': masks}, pools={'w': 0}, counts={0: count})
-    np.testing.assert_array_equal(got, exact['w'])
+    got = pools.select_by_threshold({'w': values}, {'w': masks}, pools={'w': 0}, counts={0: count})
+    exact = pools.select({'w': values}, {'w': masks}, pools={'w': 0}, counts={0: count})
+    np.testing.assert_array_equal(got['w'], exact['w'])

@@ -6,20 +6,20 @@ from fake_data import tiny_study
 import lth_jax
 from experiments import lenet300
 from lth_jax import cli
-from lth_jax.study import imp, results
+from lth_jax.study import levels, results
 
 
 @pytest.fixture
 def trained_runs(monkeypatch):
   """Records every (seed, level, arm) that is trained."""
   trained = []
-  original = imp.train_group
+  original = levels.train_group
 
   def spy(study, store, runs, starts, progress):
     trained.extend((r.seed, r.level, r.arm) for r in runs)
     return original(study, store, runs, starts, progress)
 
-  monkeypatch.setattr(imp, 'train_group', spy)
+  monkeypatch.setattr(levels, 'train_group', spy)
   monkeypatch.setattr(cli, '_write_report', lambda run_dir, log: None)
   return trained
 

@@ -6,13 +6,13 @@ import re
 import jax
 import numpy as np
 import pytest
+from fake_data import fraction_remaining
 from test_report import _check_png
 
 from experiments import lenet300
 from lth_jax import report
 from lth_jax.cli import run_study
-from lth_jax.core import masks as masks_lib
-from lth_jax.study import checkpoint, from_config, imp, results
+from lth_jax.study import checkpoint, from_config, levels, results, starts
 from lth_jax.study.definition import RunKey
 
 
@@ -29,7 +29,7 @@ def smoke_config(data_dir, **overrides):
 @pytest.fixture(scope='module')
 def study_and_store(fashion_mnist_dir, fashion_mnist):
   study = from_config.from_config(smoke_config(fashion_mnist_dir), dataset=fashion_mnist)
-  return study, imp.run_imp(study)
+  return study, levels.train_levels(study)
 
 
 def test_every_level_and_arm_is_recorded(study_and_store):
@@ -58,7 +58,7 @@ def test_masks_are_nested_and_levels_start_from_theta_k(study_and_store):
     masks = store.load(f'seed_0/level_{level}/masks')
     for m, p in zip(jax.tree.leaves(masks), jax.tree.leaves(previous), strict=True):
       assert not np.any(np.asarray(m) & ~np.asarray(p))
-    assert masks_lib.fraction_remaining(masks) < masks_lib.fraction_remaining(previous)
+    assert fraction_remaining(masks) < fraction_remaining(previous)
     # The ticket's trained weights are zero where pruned.
     trained = store.load(f'seed_0/level_{level}/ticket')['params']
     for w, m in zip(jax.tree.leaves(trained), jax.tree.leaves(masks), strict=True):
@@ -70,7 +70,7 @@ def test_level_starts_rebuild_exactly(study_and_store):
   """Rebuilding a level's start states gives the ticket = masks ⊙ θk, bit for bit."""
   study, store = study_and_store
   runs = [RunKey(0, 2, 'ticket'), RunKey(0, 2, 'reinit')]
-  ticket, reinit = imp.start_states(study, store, runs)
+  ticket, reinit = starts.start_states(study, store, runs)
   state_k = store.load('seed_0/rewind')
   masks = store.load('seed_0/level_2/masks')
   for w, wk, m in zip(
@@ -90,7 +90,7 @@ def test_same_seed_same_result(fashion_mnist_dir, fashion_mnist, study_and_store
   _, store = study_and_store
   config = smoke_config(fashion_mnist_dir, num_levels=1)
   config.arms = 'ticket,reinit'
-  again = imp.run_imp(from_config.from_config(config, dataset=fashion_mnist))
+  again = levels.train_levels(from_config.from_config(config, dataset=fashion_mnist))
   first = {(r['level'], r['arm']): r for r in store.summary if r['level'] <= 1}
   for row in again.summary:
     assert row == first[row['level'], row['arm']]

@@ -9,7 +9,7 @@ from lth_jax.analyses import lmc
 from lth_jax.core import connectivity
 from lth_jax.core import masks as masks_lib
 from lth_jax.core import train as train_lib
-from lth_jax.study import from_config, imp
+from lth_jax.study import from_config, levels
 
 
 @pytest.fixture(scope='module')
@@ -22,7 +22,7 @@ def imp_study(fashion_mnist_dir, fashion_mnist):
   config.rewind_step = 20
   config.parallel = 'false'
   study = from_config.from_config(config, dataset=fashion_mnist)
-  return study, imp.run_imp(study)
+  return study, levels.train_levels(study)
 
 
 def test_pair_starts_from_the_rewound_ticket(imp_study):

@@ -12,7 +12,7 @@ import pytest
 
 from experiments import lenet300
 from lth_jax.core import train as train_lib
-from lth_jax.study import from_config, imp
+from lth_jax.study import from_config, levels
 from lth_jax.study.definition import RunKey, seed_keys
 from lth_jax.study.store import Store
 from lth_jax.training import parallel
@@ -67,8 +67,8 @@ def sequential(fashion_mnist_dir, fashion_mnist):
   study = from_config.from_config(
     config_for(fashion_mnist_dir, parallel_mode='false'), dataset=fashion_mnist
   )
-  assert not study.vmapped
-  return imp.run_imp(study)
+  assert not study.execution.vmapped
+  return levels.train_levels(study)
 
 
 def test_vmapped_equals_sequential_and_compiles_once(
@@ -77,12 +77,12 @@ def test_vmapped_equals_sequential_and_compiles_once(
   config = config_for(fashion_mnist_dir, parallel_mode='true')
   config.num_levels = 1
   study = from_config.from_config(config, dataset=fashion_mnist)
-  assert study.vmapped
-  store = imp.run_imp(study)
+  assert study.execution.vmapped
+  store = levels.train_levels(study)
   before = len(compiled_names)
   assert before > 0  # The listener sees compilations (level 0 and 1 compiled).
   study.num_levels = 2  # One more level: new masks, rewound params, same programs.
-  imp.run_imp(study, store)
+  levels.train_levels(study, store)
   assert len(store.summary) == 2 + 2 * 2 * 3  # Level 2 did run ...
   assert compiled_names[before:] == []  # ... and compiled nothing new.
   assert_same_results(store, sequential)
@@ -94,10 +94,10 @@ def test_groups_split_to_fit_memory_give_the_same_results(
   study = from_config.from_config(
     config_for(fashion_mnist_dir, parallel_mode='true'), dataset=fashion_mnist
   )
-  study.group_size = 4  # 6 runs per level: calls of 4 and 2.
+  study.execution.group_size = 4  # 6 runs per level: calls of 4 and 2.
   level_1 = [RunKey(seed, 1, arm) for seed in (0, 1) for arm in study.arms]
-  assert [len(g) for g in imp.groups_of(study, level_1)] == [4, 2]
-  assert_same_results(imp.run_imp(study), sequential)
+  assert [len(g) for g in levels.groups_of(study, level_1)] == [4, 2]
+  assert_same_results(levels.train_levels(study), sequential)
 
 
 def test_runs_per_call_limits():
@@ -131,7 +131,7 @@ SHARDED = textwrap.dedent("""
     from experiments import lenet300
     from lth_jax import data
     from lth_jax.study import from_config
-    from lth_jax.study import imp
+    from lth_jax.study import levels, starts
     assert len(jax.devices()) == 4, jax.devices()
     dataset = data.load('fashion_mnist', validation_size=5000, data_dir={data_dir!r})
     results = {{}}
@@ -142,10 +142,10 @@ SHARDED = textwrap.dedent("""
       config.parallel = mode
       study = from_config.from_config(config, dataset=dataset)
       if mode == 'true':
-        assert study.sharder.multiple == 4
-        placed = study.sharder(np.zeros((8, 3)))
+        assert study.execution.sharder.multiple == 4
+        placed = study.execution.sharder(np.zeros((8, 3)))
         assert len(placed.sharding.device_set) == 4
-      results[mode] = imp.run_imp(study)
+      results[mode] = levels.train_levels(study)
     a, b = results['true'], results['false']
     assert len(a.summary) == len(b.summary) == 3 + 6  # 6 runs on 4 devices: padded, none dropped.
     for ra, rb in zip(a.summary, b.summary):
@@ -173,8 +173,8 @@ def test_threads_give_exactly_the_sequential_results(fashion_mnist_dir, fashion_
   study = from_config.from_config(
     config_for(fashion_mnist_dir, parallel_mode='threads'), dataset=fashion_mnist
   )
-  assert not study.vmapped and study.threads >= 1
-  study.threads = 2  # Even on a one-core machine.
-  store = imp.run_imp(study)
+  assert not study.execution.vmapped and study.execution.threads >= 1
+  study.execution.threads = 2  # Even on a one-core machine.
+  store = levels.train_levels(study)
   assert store.summary == sequential.summary
   assert [str(c) for c in store.curves] == [str(c) for c in sequential.curves]

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from fake_data import fraction_remaining, layer_counts
 
 from lth_jax.core import masks as masks_lib
 from lth_jax.core import models, pruning
@@ -23,7 +24,7 @@ def kernels(tree):
 
 
 def test_lenet_has_266200_prunable_weights(key):
-  counts = masks_lib.layer_counts(masks_lib.ones_like(lenet_params(key)))
+  counts = layer_counts(masks_lib.ones_like(lenet_params(key)))
   assert counts == {'dense_0': (235200, 235200), 'dense_1': (30000, 30000), 'output': (1000, 1000)}
 
 
@@ -33,9 +34,9 @@ def test_layerwise_removes_exact_fraction_of_survivors_and_keeps_largest(key, ra
   rates = pruning.layer_rates(params, dense=rate, output=rate / 2)
   masks = masks_lib.ones_like(params)
   for _ in range(3):
-    alive = masks_lib.layer_counts(masks)
+    alive = layer_counts(masks)
     new = jax.jit(pruning.prune_layerwise)(params, masks, rates=rates)
-    after = masks_lib.layer_counts(new)
+    after = layer_counts(new)
     for layer, (kept, _) in alive.items():
       r = rate / 2 if layer == 'output' else rate
       assert after[layer][0] == kept - round(r * kept)
@@ -63,7 +64,7 @@ def test_global_pruning_one_threshold_and_output_excluded(key):
   include = masks_lib.prunable(params, include_output=False)
   masks = masks_lib.ones_like(params)
   new = pruning.prune_global(params, masks, rate=0.3, include=include)
-  counts = masks_lib.layer_counts(new)
+  counts = layer_counts(new)
   assert counts['output'] == (1000, 1000)
   pooled = 235200 + 30000
   assert counts['dense_0'][0] + counts['dense_1'][0] == pooled - round(0.3 * pooled)
@@ -74,7 +75,7 @@ def test_global_pruning_one_threshold_and_output_excluded(key):
   # A second round is of the survivors and nested.
   newer = pruning.prune_global(params, new, rate=0.3, include=include)
   alive = pooled - round(0.3 * pooled)
-  got = sum(masks_lib.layer_counts(newer)[k][0] for k in ('dense_0', 'dense_1'))
+  got = sum(layer_counts(newer)[k][0] for k in ('dense_0', 'dense_1'))
   assert got == alive - round(0.3 * alive)
 
 
@@ -94,7 +95,7 @@ def test_random_masks_match_per_layer_counts(key):
   for _ in range(4):
     masks = pruning.prune_layerwise(params, masks, rates=rates)
   rand = pruning.random_masks(jax.random.key(3), masks)
-  assert masks_lib.layer_counts(rand) == masks_lib.layer_counts(masks)
+  assert layer_counts(rand) == layer_counts(masks)
   overlap = np.mean(np.asarray(rand['dense_0']['kernel']) == np.asarray(masks['dense_0']['kernel']))
   assert overlap < 0.9  # A different structure, not the ticket's mask.
   again = pruning.random_masks(jax.random.key(3), masks)
@@ -113,11 +114,9 @@ def test_fraction_after_k_layerwise_rounds_matches_paper_formula(key):
     masks = prune(params, masks, rates=rates)
     formula = (265_200 * 0.8**k + 1_000 * 0.9**k) / 266_200
     # Each round rounds each of the 3 layers to whole weights: at most 1.5 weights per round.
-    assert abs(masks_lib.fraction_remaining(masks) - formula) <= 1.5 * k / 266_200
+    assert abs(fraction_remaining(masks) - formula) <= 1.5 * k / 266_200
     if k in paper:
-      assert round(100 * masks_lib.fraction_remaining(masks), 1) == pytest.approx(
-        100 * paper[k], abs=0.05
-      )
+      assert round(100 * fraction_remaining(masks), 1) == pytest.approx(100 * paper[k], abs=0.05)
 
 
 def test_one_shot_compound_rate_reaches_the_iterative_sparsity(key):
@@ -127,7 +126,7 @@ def test_one_shot_compound_rate_reaches_the_iterative_sparsity(key):
     params, dense=pruning.compound_rate(0.2, 7), output=pruning.compound_rate(0.1, 7)
   )
   oneshot = pruning.prune_layerwise(params, ones, rates=rates)
-  assert masks_lib.fraction_remaining(oneshot) == pytest.approx(0.211, abs=5e-4)
+  assert fraction_remaining(oneshot) == pytest.approx(0.211, abs=5e-4)
 
 
 def test_layer_kinds(key):

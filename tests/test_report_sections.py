@@ -14,7 +14,7 @@ from lth_jax.report import Doc, layer_table, load_run, prunable_leaves, write_re
 from lth_jax.report import sections as report_sections
 from lth_jax.report.references import paper_reference
 from lth_jax.report.write import SECTIONS
-from lth_jax.study import imp, results
+from lth_jax.study import levels, results
 
 
 def _write(path, rows):
@@ -54,7 +54,7 @@ def test_report_counts_pruning_levels_as_the_run_header_does(run_dir):
   rows, _ = _header_rows(load_run(run_dir))
   done = rows['Pruning levels done']
   assert done.startswith('2 of 2 (levels 0–2')  # Not "3 (0–2) of 2".
-  header = imp.describe(tiny_study(num_levels=2))
+  header = levels.describe(tiny_study(num_levels=2))
   assert 'the dense network and 2 pruning levels' in header
 
 

@@ -1,5 +1,7 @@
 """Rewinding restores θ0/θk exactly; every control changes only what it claims to."""
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -8,10 +10,11 @@ import optax
 import pytest
 from fake_data import fake_data, make_task
 
+from lth_jax import arms
 from lth_jax.arms import controls
-from lth_jax.core import masks as masks_lib
 from lth_jax.core import pruning, rewind
 from lth_jax.core import train as train_lib
+from lth_jax.core.plan import make_plan
 
 
 @pytest.fixture(scope='module')
@@ -27,8 +30,12 @@ def setup():
   state_t, _ = steps(jax.device_put(state_k), data, jax.random.key(1), 13)
   rates = pruning.layer_rates(params, dense=0.5, output=0.2)
   masks = pruning.prune_layerwise(state_t.params, state_k.masks, rates=rates)
-  init_fn = lambda k: train_lib.init_variables(task.model, k, (28, 28, 1))[0]
-  return task, state0, state_k, masks, init_fn
+  context = arms.Context(task, make_plan(params), (28, 28, 1), num_classes=10)
+  return task, state0, state_k, masks, context
+
+
+def init_fn(key):
+  return train_lib.init_variables(make_task().model, key, (28, 28, 1))[0]
 
 
 def kept_and_pruned(params, masks):
@@ -60,8 +67,8 @@ def test_rewind_to_theta_0_is_exact(setup):
 
 
 def test_reinit_keeps_masks_and_draws_fresh_weights(setup):
-  _, _, state_k, masks, init_fn = setup
-  out = controls.make_reinit(init_fn)(state_k, masks, jax.random.key(9))
+  _, _, state_k, masks, context = setup
+  out = controls.reinit(context, state_k, masks, jax.random.key(9))
   chex.assert_trees_all_equal(out.masks, masks)
   w, m = np.asarray(out.params['dense_0']['kernel']), np.asarray(masks['dense_0']['kernel'])
   fresh = np.asarray(init_fn(jax.random.key(9))['dense_0']['kernel'])
@@ -71,9 +78,9 @@ def test_reinit_keeps_masks_and_draws_fresh_weights(setup):
 
 
 def test_random_prune_keeps_per_layer_counts_on_theta_k(setup):
-  _, _, state_k, masks, _ = setup
-  out = controls.random_prune(state_k, masks, jax.random.key(3))
-  assert masks_lib.layer_counts(out.masks) == masks_lib.layer_counts(masks)
+  _, _, state_k, masks, context = setup
+  out = controls.random_prune(context, state_k, masks, jax.random.key(3))
+  assert context.plan.counts(out.masks) == context.plan.counts(masks)
   for (p, m), (pk, _) in zip(
     kept_and_pruned(out.params, out.masks), kept_and_pruned(state_k.params, out.masks), strict=True
   ):
@@ -82,8 +89,8 @@ def test_random_prune_keeps_per_layer_counts_on_theta_k(setup):
 
 
 def test_shuffle_permutes_kept_values_within_each_layer(setup):
-  _, _, state_k, masks, _ = setup
-  out = controls.shuffle(state_k, masks, jax.random.key(4))
+  _, _, state_k, masks, context = setup
+  out = controls.shuffle(context, state_k, masks, jax.random.key(4))
   chex.assert_trees_all_equal(out.masks, masks)
   for (p, m), (pk, _) in zip(
     kept_and_pruned(out.params, masks), kept_and_pruned(state_k.params, masks), strict=True
@@ -95,8 +102,8 @@ def test_shuffle_permutes_kept_values_within_each_layer(setup):
 
 
 def test_sign_reinit_keeps_signs_of_theta_k(setup):
-  _, _, state_k, masks, init_fn = setup
-  out = controls.make_sign_reinit(init_fn)(state_k, masks, jax.random.key(5))
+  _, _, state_k, masks, context = setup
+  out = controls.sign_reinit(context, state_k, masks, jax.random.key(5))
   w, wk = (
     np.asarray(out.params['dense_0']['kernel']),
     np.asarray(state_k.params['dense_0']['kernel']),
@@ -108,10 +115,10 @@ def test_sign_reinit_keeps_signs_of_theta_k(setup):
 
 
 def test_controls_are_jittable_and_vmappable(setup):
-  _, _, state_k, masks, init_fn = setup
-  arms = controls.controls_for(init_fn)
+  _, _, state_k, masks, context = setup
   keys = jax.random.split(jax.random.key(0), 3)
-  for name, control in arms.items():
+  for name in ('ticket', 'reinit', 'random_prune', 'shuffle', 'sign_reinit'):
+    control = functools.partial(arms.get(name).start, context)
     batched = jax.jit(jax.vmap(control, in_axes=(None, None, 0)))(state_k, masks, keys)
     one = jax.jit(control)(state_k, masks, keys[1])
     chex.assert_trees_all_equal(

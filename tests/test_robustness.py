@@ -25,7 +25,7 @@ from processes import TABLES, flags_of, kill_when, lth, progress_checkpoints
 
 from experiments import lenet300
 from lth_jax import cli, data
-from lth_jax.study import checkpoint, imp, results, workdir
+from lth_jax.study import checkpoint, levels, results, workdir
 from lth_jax.training import fit as fit_lib
 
 # ml_collections loads --config files with the deprecated importlib API.
@@ -303,7 +303,7 @@ def test_divergence_is_recorded_and_only_stops_its_seed(fashion_mnist_dir, tmp_p
   """Seed 0's ticket and seed 1's reinit diverge at level 1; everything else carries on."""
   doomed = {(0, 1, 'ticket'), (1, 1, 'reinit')}
   current = threading.local()  # Runs may train side by side in threads.
-  real_train_group, real_fit = imp.train_group, imp.fit
+  real_train_group, real_fit = levels.train_group, levels.fit
 
   def train_group(study_, store, runs, starts, progress):
     current.run = runs[0]
@@ -329,8 +329,8 @@ def test_divergence_is_recorded_and_only_stops_its_seed(fashion_mnist_dir, tmp_p
     kwargs['curve'] = seen['curve']
     return real_fit(trainer, jax.device_put(nan), data_key, hooks=hooks, **kwargs)
 
-  monkeypatch.setattr(imp, 'train_group', train_group)
-  monkeypatch.setattr(imp, 'fit', poisoned_fit)
+  monkeypatch.setattr(levels, 'train_group', train_group)
+  monkeypatch.setattr(levels, 'fit', poisoned_fit)
   lines = study(smoke(fashion_mnist_dir, num_seeds=2), tmp_path)
   run_dir = the_run_dir(tmp_path)
   rows = {

@@ -10,6 +10,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from lth_jax.arms import scores
+from lth_jax.core import pools as pools_lib
 
 
 class Tiny(nn.Module):
@@ -110,8 +111,8 @@ def test_select_keeps_exact_counts_per_pool_and_never_revives():
     'b': jnp.array([True, True]),
     'c': jnp.ones(2, bool),
   }
-  pools = {'a': 0, 'b': 0, 'c': scores.FIXED}
-  got = scores.select(scores_tree, masks, pools=pools, counts={0: 2})
+  pools = {'a': 0, 'b': 0, 'c': pools_lib.FIXED}
+  got = pools_lib.select(scores_tree, masks, pools=pools, counts={0: 2})
   # Survivors 5, 3, 10, 1: the top two are 10 (b[0]) and 5 (a[0]); a[1] (4) was pruned.
   assert got['a'].tolist() == [True, False, False]
   assert got['b'].tolist() == [True, False]
@@ -126,7 +127,7 @@ def test_exponential_schedule_ends_at_the_target():
 
 def test_synflow_masks_reach_exact_counts_with_nested_rounds():
   model, params, masks, _ = setup()
-  pools = jax.tree.map(lambda _: scores.FIXED, params)
+  pools = jax.tree.map(lambda _: pools_lib.FIXED, params)
   for layer in ('dense_0', 'dense_1'):
     pools[layer]['kernel'] = 0
   pools['output']['kernel'] = 1

@@ -10,7 +10,7 @@ from lth_jax.analyses import ticket
 from lth_jax.cli import export_ticket, main
 from lth_jax.core import rewind
 from lth_jax.errors import ConfigError, DataError, RunError
-from lth_jax.study import artifacts, config, store
+from lth_jax.study import artifacts, config, from_config, store, workdir
 
 
 def tiny_config(data_dir, **changes):
@@ -51,7 +51,7 @@ def test_export_load_is_bit_exact(run_dir, tmp_path):
   model, params, masks = ticket.load(path)
   trees = store.DiskStore(run_dir, log=lambda m: None).trees
   exported = ticket.export(run_dir, level=1)
-  like = ticket._StudyParts(exported_config(run_dir), run_dir, 'ticket').state_like()
+  like = from_config.state_like(exported_config(run_dir))
   state_k = trees.load(artifacts.rewind(0), like=like)
   want_masks = trees.load(artifacts.masks(0, 1), like=like.masks)
   want = rewind.rewind(state_k, want_masks)
@@ -79,7 +79,7 @@ def test_export_load_is_bit_exact(run_dir, tmp_path):
 
 
 def exported_config(run_dir):
-  return ticket._config_of(json.loads((run_dir / 'config.json').read_text()))
+  return workdir.load_config(run_dir)
 
 
 def test_export_level0_is_theta0(run_dir):
@@ -149,29 +149,30 @@ def test_new_keys_keep_existing_hashes(fashion_mnist_dir):
 
 
 def test_study_starts_from_imported_ticket(transfer_smoke):
-  from lth_jax.study import from_config, imp, workdir
+  from lth_jax.study import from_config, starts, workdir
+  from lth_jax.study.definition import RunKey
 
   root, _ = transfer_smoke
   target = next(root.glob('transfer-smoke-level1-*'))
   path = root / 'tickets' / 'smoke' / 'level_1' / 'seed_0.npz'
   _, params, masks = ticket.load(path)
-  c = ticket._config_of(workdir.load_config_json(target))
+  c = workdir.load_config(target)
   assert c.ticket == str(path).replace('seed_0', 'seed_{seed}')
   study = from_config.from_config(c)
   disk = store.DiskStore(target, log=lambda m: None)
   saved = disk.trees.load(artifacts.masks(0, 1))
   assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(saved), jax.tree.leaves(masks)))
-  runs = [imp.RunKey(0, 1, 'ticket'), imp.RunKey(0, 1, 'random_prune')]
-  starts = imp.start_states(study, disk, runs)
-  for got, want in zip(jax.tree.leaves(starts[0].params), jax.tree.leaves(params), strict=True):
+  runs = [RunKey(0, 1, 'ticket'), RunKey(0, 1, 'random_prune')]
+  first = starts.start_states(study, disk, runs)
+  for got, want in zip(jax.tree.leaves(first[0].params), jax.tree.leaves(params), strict=True):
     assert np.array_equal(np.asarray(got), want)  # The imported values, not the target's θ0.
-  assert int(starts[0].step) == 0
-  assert all(float(np.abs(x).max()) == 0 for x in jax.tree.leaves(starts[0].opt_state[0].mu))
-  counts = study.plan.counts(starts[1].masks)
+  assert int(first[0].step) == 0
+  assert all(float(np.abs(x).max()) == 0 for x in jax.tree.leaves(first[0].opt_state[0].mu))
+  counts = study.plan.counts(first[1].masks)
   assert counts == study.plan.counts(jax.tree.map(np.asarray, masks))  # Same per-layer counts.
   assert not all(
     np.array_equal(np.asarray(a), b)
-    for a, b in zip(jax.tree.leaves(starts[1].masks), jax.tree.leaves(masks), strict=True)
+    for a, b in zip(jax.tree.leaves(first[1].masks), jax.tree.leaves(masks), strict=True)
   )
   rows = {(r['level'], r['arm']): r for r in disk.summary}
   assert set(rows) == {('0', 'ticket'), ('1', 'ticket'), ('1', 'reinit'), ('1', 'random_prune')}

@@ -9,8 +9,7 @@ from fake_data import Tiny, float_task, tiny_study
 
 import lth_jax
 from lth_jax.core import models, rewind
-from lth_jax.study import artifacts
-from lth_jax.study import imp as imp_lib
+from lth_jax.study import artifacts, starts
 from lth_jax.study.definition import RunKey
 
 
@@ -91,13 +90,13 @@ def test_fresh_optimizer_at_rewinding_keeps_the_schedule_at_k():
   study = tiny_study(rewind_step=20, rewind_optimizer='fresh', optimizer=optax.adam(schedule))
   store = lth_jax.run_imp(study, log=None)
   state_k = store.load(artifacts.rewind(0))
-  start = imp_lib.start_states(study, store, [RunKey(0, 1, 'ticket')])[0]
+  start = starts.start_states(study, store, [RunKey(0, 1, 'ticket')])[0]
   adam, sched = start.opt_state
   assert int(adam.count) == 0 and int(sched.count) == 20 == int(start.step)
   assert all(not np.any(np.asarray(m)) for m in jax.tree.leaves(adam.mu))
   assert any(np.any(np.asarray(m)) for m in jax.tree.leaves(state_k.opt_state[0].mu))
   restored = tiny_study(rewind_step=20, optimizer=optax.adam(schedule))
-  start = imp_lib.start_states(restored, store, [RunKey(0, 1, 'ticket')])[0]
+  start = starts.start_states(restored, store, [RunKey(0, 1, 'ticket')])[0]
   for a, b in zip(
     jax.tree.leaves(start.opt_state), jax.tree.leaves(state_k.opt_state), strict=True
   ):

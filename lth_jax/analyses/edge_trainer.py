@@ -1,7 +1,8 @@
 """Training a ticket on a small device: numpy (and scipy.sparse) only, no JAX, no XLA.
 
-This file imports nothing from lth_jax, JAX or Flax: copy it to the device
-beside a ticket file from ``lth export`` and train there on local data::
+This file and ``lth_jax/data/ticket_file.py`` (its reader) import nothing from
+JAX or Flax, only numpy and scipy: copy both to the device beside a ticket
+file from ``lth export`` and train there on local data::
 
     trainer = DeviceTrainer.from_file('ticket.npz')
     for x, y in local_batches:            # uint8 images [B, 28, 28, 1], int labels [B]
@@ -25,47 +26,15 @@ tolerance (tests/test_device.py). Inputs are normalized as the framework's
 
 from __future__ import annotations
 
-import json
-import os
 import time
 
 import numpy as np
 import scipy.sparse as sp
 
-FORMAT = 'lth_jax.ticket/1'
-
-
-def read_ticket(path: str | os.PathLike):
-  """(header, params, masks, model_state) of a ticket file: flat dicts of numpy arrays.
-
-  Raises ValueError for a file that is not a readable ticket (OSError if missing).
-  """
-  with np.load(path, allow_pickle=False) as z:
-    arrays = {k: z[k] for k in z.files}
-  header = json.loads(arrays.pop('header').tobytes().decode())
-  if header.get('format') != FORMAT:
-    raise ValueError(f'format {header.get("format")!r}, expected {FORMAT!r}')
-  params, masks = {}, {}
-  for leaf in header['leaves']:
-    params[leaf['name']], masks[leaf['name']] = _unpack(leaf, arrays)
-  state = {name: arrays[f'state/{name}'] for name in header['state']}
-  return header, params, masks, state
-
-
-def _unpack(leaf, arrays):
-  name, shape, dtype = leaf['name'], tuple(leaf['shape']), np.dtype(leaf['dtype'])
-  if leaf['stored'] == 'dense':
-    value = arrays[f'value/{name}']
-    if value.shape != shape or value.dtype != dtype:
-      raise ValueError(f'{name} is {value.shape} {value.dtype}, expected {shape} {dtype}')
-    return value, np.ones(shape, bool)
-  mask = np.unpackbits(arrays[f'mask/{name}'], count=int(np.prod(shape))).astype(bool)
-  kept = arrays[f'value/{name}']
-  if kept.shape != (int(mask.sum()),) or kept.shape[0] != leaf['kept'] or kept.dtype != dtype:
-    raise ValueError(f'{name} holds {kept.shape[0]} kept values, its mask {int(mask.sum())}')
-  value = np.zeros(mask.size, dtype)
-  value[mask] = kept
-  return value.reshape(shape), mask.reshape(shape)
+if __package__:  # In the package.
+  from lth_jax.data.ticket_file import read as read_ticket
+else:  # On a device: ticket_file.py copied beside this file.
+  from ticket_file import read as read_ticket
 
 
 def dense_layers(params: dict) -> list[str]:

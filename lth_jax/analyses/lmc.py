@@ -4,7 +4,7 @@ For a seed and a level of an IMP study with rewinding to k (``study.rewind_step`
 
     start  = the level's ticket at k: masks_L ⊙ θk with the rest of the state at k
              (``Study.rewound``: the optimizer rule of rewinding), θk read from the
-             study's store (``artifacts.rewind``), masks_L from ``imp.level_masks``
+             study's store (``artifacts.rewind``), masks_L from ``starts.level_masks``
     A, B   = start trained to T twice, one vmapped call, with two data keys folded
              from the seed's data key (``pair_data_keys``): the data order from k on,
              augmentation and dropout differ; everything else is shared
@@ -17,16 +17,14 @@ a (seed, level) whose instability row is there is never recomputed.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from lth_jax.core import connectivity
-from lth_jax.core import rewind as rewind_lib
 from lth_jax.core.train import TrainState
-from lth_jax.study import artifacts, imp, results
+from lth_jax.study import artifacts, programs, results, starts
 from lth_jax.study import store as store_lib
 from lth_jax.study.definition import Study, seed_keys
 from lth_jax.study.store import Store
@@ -57,15 +55,12 @@ def pair_data_keys(seed: int) -> tuple[jax.Array, jax.Array]:
 
 def pair_start(study: Study, store: Store, seed: int, level: int) -> TrainState:
   """The state both copies start from: the level's ticket rewound to k, as IMP's runs start."""
-  state_k = store.trees.load(artifacts.rewind(seed), like=study.state_like())
-  masks = imp.level_masks(study, store, seed, level)
-  return rewind_lib.rewind(study.rewound(state_k), masks)
+  return starts.ticket_at_k(study, store, seed, level)
 
 
-@functools.cache
 def pair_trainer(study: Study) -> Trainer:
   """The vmapped trainer of the pair (two networks, the study's task and data)."""
-  return Trainer(study.task, study.train, study.eval_splits, vmapped=True)
+  return study.trainer(vmapped=True)
 
 
 def train_pair(trainer: Trainer, start: TrainState, data_keys, *, until: int):
@@ -78,17 +73,12 @@ def train_pair(trainer: Trainer, start: TrainState, data_keys, *, until: int):
   return parallel.unstack(parallel.to_host(trained), len(data_keys))
 
 
-@functools.cache
-def _path_program(task):
-  return jax.jit(functools.partial(connectivity.path_metrics, task))
-
-
 def path(study: Study, state_a, state_b, *, num_alphas: int, bn_recompute: bool, seed: int):
   """(alphas, test losses, test errors) along the path from ``state_a`` to ``state_b``."""
   grid = connectivity.alphas(num_alphas)
   recompute = bn_recompute and bool(jax.tree.leaves(state_a.model_state))
   bn_key = jax.random.fold_in(seed_keys(seed).data, BN_SALT)
-  losses, errors = _path_program(study.task)(
+  losses, errors = programs.path_metrics(study.task)(
     state_a, state_b, study.eval_splits['test'], grid,
     bn_data=study.train if recompute else None, bn_key=bn_key,
   )  # fmt: skip

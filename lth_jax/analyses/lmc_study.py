@@ -20,6 +20,7 @@ Everything resumes: IMP's runs and the pairs already measured are kept.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -49,12 +50,12 @@ def run_lmc(config, workdir_path: str | os.PathLike, *, log=print, progress=None
   with workdir.Lock(lmc_dir, log=log):
     log(f'loading {config.data.name} ...')
     dataset = from_config.load_data(config)
-    study = from_config.from_config(rewind_config(config, 0), dataset, validated=True)
+    base = from_config.from_config(rewind_config(config, 0), dataset, validated=True)
     for k in settings.rewind_steps:
       k_config = rewind_config(config, k)
       k_dir = rewind_dir(lmc_dir, k)
-      # The configs differ in rewind_step alone: one study, its compiled programs reused by every k.
-      study.rewind_step = int(k)
+      # The configs differ in rewind_step alone; compiled programs are shared (study.programs).
+      study = dataclasses.replace(base, rewind_step=int(k))
       log(f'rewinding to k={k}: IMP in {k_dir}')
       store = runner.run_imp(study, run_dir=k_dir, log=log, progress=progress)
       (k_dir / 'config.json').write_text(config_lib.to_json(k_config) + '\n')  # For lth report.

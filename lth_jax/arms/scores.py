@@ -19,13 +19,14 @@ pass.
   follow an exponential schedule down to the target.
 * ``magnitude``: |θ| (at initialization: "magnitude at init").
 
-``select`` turns scores into masks: within each pool of leaves (a global ranking)
-it keeps exactly the given number of highest scores among the surviving weights.
+``core.pools.select`` turns scores into masks: within each pool of leaves (a
+global ranking) it keeps exactly the given number of highest scores among the
+surviving weights.
 
 >>> import jax.numpy as jnp
 >>> params = {'a': jnp.array([3.0, -1.0]), 'b': jnp.array([2.0, 0.5])}
 >>> masks = {'a': jnp.array([True, True]), 'b': jnp.array([True, True])}
->>> select(magnitude(params, masks), masks, pools={'a': 0, 'b': 0}, counts={0: 2})['b']
+>>> pools_lib.select(magnitude(params, masks), masks, pools={'a': 0, 'b': 0}, counts={0: 2})['b']
 Array([ True, False], dtype=bool)
 """
 
@@ -36,9 +37,7 @@ import jax.numpy as jnp
 import optax
 
 from lth_jax.core import masks as masks_lib
-from lth_jax.core import pruning
-
-FIXED = -1  # The pool of leaves ``select`` leaves as they are (biases, unpruned layers).
+from lth_jax.core import pools as pools_lib
 
 
 def _loss(apply_fn, params, masks, batch, temperature: float = 1.0):
@@ -88,47 +87,6 @@ def magnitude(params, masks=None, batch=None, key=None):
   return jax.tree.map(jnp.abs, params)
 
 
-def select(scores, masks, *, pools, counts):
-  """Masks keeping exactly ``counts[pool]`` highest-scored survivors of each pool.
-
-  Args:
-    scores: a pytree like ``masks`` (higher is kept).
-    masks: current masks: pruned weights are never kept again.
-    pools: Python ints like ``masks``: leaves of one pool are ranked together
-      (a global ranking); ``FIXED`` leaves keep their masks.
-    counts: {pool: weights to keep} (ints or int arrays, at most the survivors).
-
-  Ties are broken by position (``pruning.keep_top``), NaN scores rank last.
-  """
-  leaves_s, treedef = jax.tree.flatten(scores)
-  leaves_m = treedef.flatten_up_to(masks)
-  leaves_p = treedef.flatten_up_to(pools)
-  out = list(leaves_m)
-  for pool in sorted({p for p in leaves_p if p != FIXED}):
-    chosen = [i for i, p in enumerate(leaves_p) if p == pool]
-    pooled = jnp.concatenate(
-      [
-        jnp.where(leaves_m[i] & ~jnp.isnan(leaves_s[i]), leaves_s[i], -jnp.inf).reshape(-1)
-        for i in chosen
-      ]
-    )
-    keep, offset = pruning.keep_top(pooled, counts[pool]), 0
-    for i in chosen:
-      size = leaves_m[i].size
-      out[i] = keep[offset : offset + size].reshape(leaves_m[i].shape) & leaves_m[i]
-      offset += size
-  return treedef.unflatten(out)
-
-
-def pool_counts(masks, pools) -> dict:
-  """{pool: weights kept by ``masks`` in it}: the counts ``select`` reproduces."""
-  counts: dict = {}
-  for m, p in zip(jax.tree.leaves(masks), jax.tree.leaves(pools), strict=True):
-    if p != FIXED:
-      counts[p] = counts.get(p, 0) + jnp.sum(m, dtype=jnp.int32)
-  return counts
-
-
 def exponential_counts(alive, target, round_, rounds: int):
   """Kept count after round ``round_`` (1..rounds): alive·(target/alive)^(round/rounds).
 
@@ -142,13 +100,13 @@ def exponential_counts(alive, target, round_, rounds: int):
 
 def synflow_masks(params, masks, *, apply_fn, input_shape, pools, counts, rounds: int = 100):
   """SynFlow's iterative pruning: ``rounds`` rescorings down to ``counts`` per pool."""
-  alive = pool_counts(masks, pools)
+  alive = pools_lib.alive_counts(masks, pools)
 
   def one_round(i, current):
     targets = {
       p: exponential_counts(alive[p], jnp.asarray(counts[p]), i + 1, rounds) for p in counts
     }
     scores = synflow(params, current, apply_fn=apply_fn, input_shape=input_shape)
-    return select(scores, current, pools=pools, counts=targets)
+    return pools_lib.select(scores, current, pools=pools, counts=targets)
 
   return jax.lax.fori_loop(0, rounds, one_round, masks)

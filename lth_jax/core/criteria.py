@@ -28,41 +28,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from lth_jax.core.plan import Plan
+from lth_jax.core import pools as pools_lib
 
 CRITERIA = ('large_final', 'magnitude_increase', 'movement', 'large_init_large_final')
 DEFAULT = 'large_final'
-FIXED = -1  # Leaves that are not ranked.
-
-
-def pools_for(plan: Plan):
-  """Python ints like params: which leaves are ranked together (``FIXED``: not ranked)."""
-  if plan.strategy == 'global':
-    return plan._tree(0 if leaf.rate > 0 else FIXED for leaf in plan.leaves)
-  return plan._tree(i if leaf.rate > 0 else FIXED for i, leaf in enumerate(plan.leaves))
-
-
-def _ranks(values, masks, pools):
-  """Each survivor's rank (0 = smallest) among the survivors of its pool; pruned: -1."""
-  leaves_v, treedef = jax.tree.flatten(values)
-  leaves_m = treedef.flatten_up_to(masks)
-  leaves_p = treedef.flatten_up_to(pools)
-  out = [jnp.zeros(v.shape, jnp.float32) for v in leaves_v]
-  for pool in sorted({p for p in leaves_p if p != FIXED}):
-    chosen = [i for i, p in enumerate(leaves_p) if p == pool]
-    pooled = jnp.concatenate(
-      [jnp.where(leaves_m[i], leaves_v[i], -jnp.inf).reshape(-1) for i in chosen]
-    )
-    order = jnp.argsort(pooled, stable=True)
-    ranks = jnp.zeros(pooled.shape, jnp.int32).at[order].set(jnp.arange(pooled.size))
-    num_pruned = pooled.size - sum(jnp.sum(leaves_m[i], dtype=jnp.int32) for i in chosen)
-    ranks = (ranks - num_pruned).astype(jnp.float32)  # The pruned ones rank first: below 0.
-    offset = 0
-    for i in chosen:
-      size = leaves_v[i].size
-      out[i] = jnp.where(leaves_m[i], ranks[offset : offset + size].reshape(leaves_v[i].shape), -1)
-      offset += size
-  return treedef.unflatten(out)
 
 
 def scores(criterion: str, final, init, masks, *, pools):
@@ -77,7 +46,7 @@ def scores(criterion: str, final, init, masks, *, pools):
   if criterion == 'movement':
     return jax.tree.map(lambda t, i: jnp.abs(t - i), final, init)
   if criterion == 'large_init_large_final':
-    rank_init = _ranks(jax.tree.map(jnp.abs, init), masks, pools)
-    rank_final = _ranks(jax.tree.map(jnp.abs, final), masks, pools)
+    rank_init = pools_lib.ranks(jax.tree.map(jnp.abs, init), masks, pools=pools)
+    rank_final = pools_lib.ranks(jax.tree.map(jnp.abs, final), masks, pools=pools)
     return jax.tree.map(jnp.minimum, rank_init, rank_final)
   raise ValueError(f'criterion {criterion!r} is not one of {CRITERIA}.')

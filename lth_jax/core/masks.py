@@ -4,16 +4,15 @@ Every params leaf has a mask leaf (all-True for leaves that are never pruned,
 such as biases), so ``jax.tree.map(f, params, masks)`` always works and masks
 can ride beside params through ``jit``, ``vmap`` and checkpoints.
 
-Which leaves may be pruned is decided from the leaf's path, outside jit:
-leaves named ``kernel`` are prunable weights; of those, the one in the module
-named ``output`` is the output layer, conv kernels (rank 4) are ``conv`` and the
-other kernels are ``dense``. Everything else (biases, batch-norm scales) is
-never pruned.
+The zoo's convention for which leaves may be pruned, decided from the leaf's
+path outside jit: leaves named ``kernel`` are prunable weights; of those, the one
+in the module named ``output`` is the output layer, conv kernels (rank 4) are
+``conv`` and the other kernels are ``dense``. Everything else (biases,
+batch-norm scales) is never pruned. A study's own choice, for any model, is its
+plan (``lth_jax.core.plan``), which is also the one counter of weights.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -75,25 +74,3 @@ def ones_like(params):
 def apply(params, masks):
   """``params ⊙ masks`` with pruned entries exactly zero."""
   return jax.tree.map(lambda p, m: jnp.where(m, p, jnp.zeros_like(p)), params, masks)
-
-
-def layer_counts(masks) -> dict[str, tuple[int, int]]:
-  """{layer: (weights kept, weights total)} over the prunable kernels (host-side ints)."""
-  counts = {}
-  for path, m in jax.tree_util.tree_flatten_with_path(masks)[0]:
-    if leaf_kind(path, m) is None:
-      continue
-    counts[layer_name(path)] = (int(np.sum(np.asarray(m))), int(np.size(m)))
-  return counts
-
-
-def fraction_remaining(masks) -> float:
-  """Fraction of prunable weights kept (1.0 for the dense network)."""
-  counts = layer_counts(masks)
-  kept = sum(k for k, _ in counts.values())
-  total = sum(t for _, t in counts.values())
-  return kept / total
-
-
-def layer_fractions(masks) -> Mapping[str, float]:
-  return {name: k / t for name, (k, t) in layer_counts(masks).items()}

@@ -2,7 +2,9 @@
 
 Nothing about a model is guessed silently: the plan lists every params leaf
 with its kind and rate, is printed at the start of every run (``table``) and
-written to the run directory (``plan.json``).
+written to the run directory (``plan.json``). It is also the one counter of
+weights (``counts``, ``fraction_remaining``): every table, figure and summary
+row counts what the plan counts.
 
 * Kinds. By default the prunable weights are the leaves named ``kernel`` with
   at least two dimensions (Flax's ``Dense`` and ``Conv``): ``conv`` when they
@@ -40,7 +42,7 @@ import jax
 import numpy as np
 
 from lth_jax.core import masks as masks_lib
-from lth_jax.core import pruning
+from lth_jax.core import pools, pruning
 from lth_jax.errors import ConfigError
 
 KINDS = ('conv', 'dense', 'output')
@@ -71,16 +73,43 @@ class Plan:
   leaves: tuple[Leaf, ...]
   treedef: Any = dataclasses.field(compare=False, repr=False)
 
-  def _tree(self, values):
+  def tree(self, values):
+    """A pytree like params from one value per leaf (in ``leaves`` order)."""
     return jax.tree.unflatten(self.treedef, list(values))
 
   def prunable(self):
     """Python bools like params: which leaves are weights that count (kind != '')."""
-    return self._tree(leaf.kind != '' for leaf in self.leaves)
+    return self.tree(leaf.kind != '' for leaf in self.leaves)
 
   def rates(self):
     """Python floats like params: each leaf's rate per round."""
-    return self._tree(leaf.rate for leaf in self.leaves)
+    return self.tree(leaf.rate for leaf in self.leaves)
+
+  # Which leaves rank together (``core.pools``): Python ints like params, FIXED for the rest.
+
+  def ranking_pools(self):
+    """IMP's rankings: the pruned leaves pooled (global) or each apart (layer-wise)."""
+    if self.strategy == 'global':
+      return self.tree(0 if leaf.rate > 0 else pools.FIXED for leaf in self.leaves)
+    return self.tree(i if leaf.rate > 0 else pools.FIXED for i, leaf in enumerate(self.leaves))
+
+  def at_init_pools(self):
+    """The masks chosen at init: the pruned leaves pooled into one global ranking; the
+    output layer ranked alone when the plan prunes it apart (layer-wise) or keeps it
+    whole (global without prune_output)."""
+
+    def pool(leaf):
+      if not leaf.kind:
+        return pools.FIXED
+      if leaf.kind == 'output' and (self.strategy == 'layerwise' or leaf.rate == 0):
+        return 1
+      return 0 if leaf.rate > 0 else pools.FIXED
+
+    return self.tree(pool(leaf) for leaf in self.leaves)
+
+  def layer_pools(self):
+    """Every counted leaf its own pool: per-layer counts (supermasks, random pruning)."""
+    return self.tree(i if leaf.kind else pools.FIXED for i, leaf in enumerate(self.leaves))
 
   def prune(self, params, masks, *, rounds: int = 1, scores=None):
     """``rounds`` rounds of the plan at once (jittable; ``rounds`` static).
@@ -93,7 +122,7 @@ class Plan:
       compound = jax.tree.map(lambda r: pruning.compound_rate(r, rounds), self.rates())
       return pruning.prune_layerwise(params, masks, rates=compound, scores=scores)
     rate = max((leaf.rate for leaf in self.leaves), default=0.0)
-    include = self._tree(leaf.rate > 0 for leaf in self.leaves)
+    include = self.tree(leaf.rate > 0 for leaf in self.leaves)
     return pruning.prune_global(
       params, masks, rate=pruning.compound_rate(rate, rounds), include=include, scores=scores
     )
@@ -111,6 +140,10 @@ class Plan:
     """Fraction of the counted weights kept (1.0 for the dense network)."""
     counts = self.counts(masks).values()
     return sum(k for k, _ in counts) / sum(t for _, t in counts)
+
+  def collapsed_layers(self, masks) -> str:
+    """'dense_0;dense_1': the layers left with no weight (layer collapse), '' for none."""
+    return ';'.join(layer for layer, (kept, _) in self.counts(masks).items() if kept == 0)
 
   def table(self) -> str:
     """The plan as a small text table, for the start of a run."""

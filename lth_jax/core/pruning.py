@@ -2,9 +2,9 @@
 
 Rates are fractions *of the surviving weights*: pruning a layer with 120 of 200
 weights left at rate 0.2 removes round(0.2 * 120) = 24 more. Counts are exact
-under ``jit`` (no thresholds, so no surprises from ties): scores are ranked
-with a stable sort, ties are broken by position (the lower flat index survives),
-and already-pruned weights score -inf so they can never come back.
+under ``jit`` (no thresholds, so no surprises from ties): the survivors are
+ranked by ``core.pools`` (a stable sort, ties broken by position: the lower flat
+index survives), and already-pruned weights rank last so they never come back.
 
 >>> import jax.numpy as jnp
 >>> params = {'dense': {'kernel': jnp.array([[0.1, -3.0], [2.0, 0.5]])}}
@@ -20,23 +20,16 @@ import jax
 import jax.numpy as jnp
 
 from lth_jax.core import masks as masks_lib
-
-
-def keep_top(scores: jax.Array, num_keep) -> jax.Array:
-  """Boolean array keeping exactly ``num_keep`` of the highest ``scores``."""
-  flat = scores.reshape(-1)
-  order = jnp.argsort(-flat, stable=True)  # Descending; ties keep the lower index.
-  ranks = jnp.zeros(flat.shape, jnp.int32).at[order].set(jnp.arange(flat.size, dtype=jnp.int32))
-  return (ranks < num_keep).reshape(scores.shape)
-
-
-def _scores(param, mask):
-  return jnp.where(mask, jnp.abs(param), -jnp.inf)
+from lth_jax.core import pools
 
 
 def num_to_keep(num_alive, rate):
   """Survivors after pruning ``rate`` of ``num_alive`` (round half to even)."""
   return num_alive - jnp.round(rate * num_alive).astype(jnp.int32)
+
+
+def _magnitudes(params, scores):
+  return jax.tree.map(jnp.abs, params) if scores is None else scores
 
 
 def prune_layerwise(params, masks, *, rates, scores=None):
@@ -53,15 +46,13 @@ def prune_layerwise(params, masks, *, rates, scores=None):
   Returns:
     New masks, nested in ``masks`` (a pruned weight never revives).
   """
-
-  def prune_leaf(p, m, rate, s=None):
-    num_alive = jnp.sum(m, dtype=jnp.int32)
-    ranked = _scores(p, m) if s is None else jnp.where(m, s, -jnp.inf)
-    return keep_top(ranked, num_to_keep(num_alive, rate)) & m
-
-  if scores is None:
-    return jax.tree.map(prune_leaf, params, masks, rates)
-  return jax.tree.map(prune_leaf, params, masks, rates, scores)
+  leaves_m, treedef = jax.tree.flatten(masks)
+  each = treedef.unflatten(list(range(len(leaves_m))))  # Every leaf its own pool.
+  counts = {
+    i: num_to_keep(jnp.sum(m, dtype=jnp.int32), rate)
+    for i, (m, rate) in enumerate(zip(leaves_m, treedef.flatten_up_to(rates), strict=True))
+  }
+  return pools.select(_magnitudes(params, scores), masks, pools=each, counts=counts)
 
 
 def prune_global(params, masks, *, rate, include, scores=None):
@@ -76,28 +67,12 @@ def prune_global(params, masks, *, rate, include, scores=None):
       masks unchanged.
     scores: as in ``prune_layerwise`` (None: magnitudes).
   """
-  leaves_p, treedef = jax.tree.flatten(params)
-  leaves_m = treedef.flatten_up_to(masks)
-  leaves_in = treedef.flatten_up_to(include)
-  chosen = [i for i, inc in enumerate(leaves_in) if inc]
-  if not chosen:
+  pooled = jax.tree.map(lambda inc: 0 if inc else pools.FIXED, include)
+  alive = pools.alive_counts(masks, pooled)
+  if not alive:
     return masks
-  leaves_s = leaves_p if scores is None else treedef.flatten_up_to(scores)
-
-  def ranked(i):
-    if scores is None:
-      return _scores(leaves_p[i], leaves_m[i])
-    return jnp.where(leaves_m[i], leaves_s[i], -jnp.inf)
-
-  pooled = jnp.concatenate([ranked(i).reshape(-1) for i in chosen])
-  num_alive = sum(jnp.sum(leaves_m[i], dtype=jnp.int32) for i in chosen)
-  keep = keep_top(pooled, num_to_keep(num_alive, rate))
-  out, offset = list(leaves_m), 0
-  for i in chosen:
-    size = leaves_m[i].size
-    out[i] = keep[offset : offset + size].reshape(leaves_m[i].shape) & leaves_m[i]
-    offset += size
-  return treedef.unflatten(out)
+  counts = {0: num_to_keep(alive[0], rate)}
+  return pools.select(_magnitudes(params, scores), masks, pools=pooled, counts=counts)
 
 
 def random_masks(key, masks):
@@ -109,7 +84,7 @@ def random_masks(key, masks):
   leaves, treedef = jax.tree.flatten(masks)
   keys = jax.random.split(key, len(leaves))
   out = [
-    keep_top(jax.random.uniform(k, m.shape), jnp.sum(m, dtype=jnp.int32))
+    pools.keep_top(jax.random.uniform(k, m.shape), jnp.sum(m, dtype=jnp.int32))
     for k, m in zip(keys, leaves, strict=True)
   ]
   return treedef.unflatten(out)

@@ -8,11 +8,12 @@ Pruned weights stay exactly zero: the forward pass sees ``params ⊙ masks``,
 gradients are masked, and the parameters are masked again after the optimizer
 update (so weight decay or momentum cannot leak into a pruned entry).
 
-The data order is a pure function of ``(data_key, step)``: every epoch is a
-fresh random order (``epoch_order(data_key, epoch)``) of the training set
-and step ``s`` takes batch ``s mod steps_per_epoch`` of epoch
-``s // steps_per_epoch`` (the last partial batch of an epoch is dropped). A run
-resumed at any step therefore sees exactly the batches it would have seen.
+The data order is a pure function of ``(data_key, step)`` (``next_batch``, the
+one place that says it): every epoch is a fresh random order
+(``epoch_order(data_key, epoch)``) of the training set and step ``s`` takes
+batch ``s mod steps_per_epoch`` of epoch ``s // steps_per_epoch`` (the last
+partial batch of an epoch is dropped). A run resumed at any step therefore sees
+exactly the batches it would have seen.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lth_jax.core import augment
+from lth_jax.core import augment, models
 from lth_jax.core import masks as masks_lib
 
 PyTree = Any
@@ -109,6 +110,26 @@ def init_variables(model: nn.Module, key, input_shape) -> tuple[PyTree, PyTree]:
   return params, variables
 
 
+INIT_SALT = 0x1417  # Folded into the init key for redrawn weights, apart from the model's own.
+
+
+def init_params(model: nn.Module, key, input_shape, *, scheme: str = 'default', weights=None):
+  """θ0 for ``key``: the model's own init, with the ``weights`` (bools like params) redrawn
+  from ``scheme`` (``models.INITS``) unless it is 'default'."""
+  params = init_variables(model, key, input_shape)[0]
+  if scheme == models.DEFAULT_INIT:
+    return params
+  return models.reinitialize(params, jax.random.fold_in(key, INIT_SALT), scheme, weights)
+
+
+def initial_state(task: Task, key, input_shape, *, scheme: str = 'default', weights=None):
+  """θ0 of ``key`` with dense masks and a fresh optimizer, at step 0."""
+  params, model_state = init_variables(task.model, key, input_shape)
+  if scheme != models.DEFAULT_INIT:
+    params = models.reinitialize(params, jax.random.fold_in(key, INIT_SALT), scheme, weights)
+  return create_state(task, params, model_state)
+
+
 def create_state(task: Task, params, model_state, masks=None) -> TrainState:
   """A state at step 0 with a fresh optimizer; masks default to dense."""
   masks = masks_lib.ones_like(params) if masks is None else masks
@@ -127,28 +148,44 @@ def epoch_order(data_key, epoch, num_examples: int):
   return jax.random.permutation(jax.random.fold_in(data_key, epoch), num_examples).astype(jnp.int32)
 
 
-def batch_indices(data_key, first_step, num_steps: int, *, num_examples: int, batch_size: int):
-  """Indices [num_steps, batch_size] of the batches for steps first_step + i."""
+class EpochOrder(NamedTuple):
+  """The order of the epoch the training is in (``epoch`` -1: none yet), carried from step
+  to step so that an epoch's order is computed once, when training enters it."""
+
+  epoch: jax.Array  # int32 scalar (shared by the runs of a vmapped group)
+  order: jax.Array  # int32 [num_examples] (or [runs, num_examples])
+
+
+def no_order(num_examples: int, num_runs: int | None = None) -> EpochOrder:
+  shape = (num_examples,) if num_runs is None else (num_runs, num_examples)
+  return EpochOrder(jnp.int32(-1), jnp.zeros(shape, jnp.int32))
+
+
+def next_batch(orders: EpochOrder, refresh, step, *, num_examples: int, batch_size: int):
+  """(orders, indices of the batch of ``step``): the data order, in one place.
+
+  Step ``s`` takes batch ``s mod steps_per_epoch`` of epoch ``s // steps_per_epoch``
+  (the last partial batch of an epoch is dropped); ``refresh(epoch)`` gives an
+  epoch's order (``epoch_order`` of the run's data key, or of each run's).
+  """
   steps_per_epoch = num_examples // batch_size
-  # Enough consecutive epochs to cover any window of num_steps steps; the orders
-  # of epochs the window does not reach are skipped (they cost a sort each).
-  num_epochs = -(-num_steps // steps_per_epoch) + 1
-  first_epoch = first_step // steps_per_epoch
-  last_epoch = (first_step + num_steps - 1) // steps_per_epoch
+  epoch = (step // steps_per_epoch).astype(jnp.int32)
+  orders = jax.lax.cond(
+    epoch != orders.epoch, lambda: EpochOrder(epoch, refresh(epoch)), lambda: orders
+  )
+  start = (step % steps_per_epoch) * batch_size
+  return orders, jax.lax.dynamic_slice_in_dim(orders.order, start, batch_size, axis=-1)
 
-  def order(e):
-    return jax.lax.cond(
-      first_epoch + e <= last_epoch,
-      lambda: epoch_order(data_key, first_epoch + e, num_examples),
-      lambda: jnp.zeros((num_examples,), jnp.int32),
-    )
 
-  perms = jnp.concatenate([order(e) for e in range(num_epochs)])
-  steps = first_step + jnp.arange(num_steps)
-  starts = (steps // steps_per_epoch - first_epoch) * num_examples + (
-    steps % steps_per_epoch
-  ) * batch_size
-  return jax.vmap(lambda s: jax.lax.dynamic_slice(perms, (s,), (batch_size,)))(starts)
+def batch_indices(data_key, first_step, num_steps: int, *, num_examples: int, batch_size: int):
+  """Indices [num_steps, batch_size] of the batches of steps ``first_step + i`` (``next_batch``'s)."""
+
+  def body(orders, step):
+    refresh = lambda e: epoch_order(data_key, e, num_examples)
+    return next_batch(orders, refresh, step, num_examples=num_examples, batch_size=batch_size)
+
+  steps = jnp.asarray(first_step, jnp.int32) + jnp.arange(num_steps, dtype=jnp.int32)
+  return jax.lax.scan(body, no_order(num_examples), steps)[1]
 
 
 def _forward(task: Task, params, masks, model_state, x, *, train: bool, dropout_key=None):
@@ -191,16 +228,19 @@ def train_step(task: Task, state: TrainState, x_raw, y, step_key) -> tuple[Train
 
 def train_steps(task: Task, state: TrainState, train: DataArrays, data_key, num_steps: int):
   """``num_steps`` steps under ``lax.scan``; returns (state, mean training loss)."""
-  idx = batch_indices(
-    data_key, state.step, num_steps, num_examples=train.x.shape[0], batch_size=task.batch_size
-  )
+  n = train.x.shape[0]
 
-  def body(state, batch_idx):
+  def body(carry, _):
+    state, orders = carry
+    orders, idx = next_batch(
+      orders, lambda e: epoch_order(data_key, e, n), state.step, num_examples=n,
+      batch_size=task.batch_size,
+    )  # fmt: skip
     step_key = jax.random.fold_in(data_key, state.step)
-    state, loss = train_step(task, state, train.x[batch_idx], train.y[batch_idx], step_key)
-    return state, loss
+    state, loss = train_step(task, state, train.x[idx], train.y[idx], step_key)
+    return (state, orders), loss
 
-  state, losses = jax.lax.scan(body, state, idx)
+  (state, _), losses = jax.lax.scan(body, (state, no_order(n)), None, length=num_steps)
   return state, jnp.mean(losses)
 
 

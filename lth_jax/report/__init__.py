@@ -54,7 +54,7 @@ from lth_jax.report.analysis import (
 )
 from lth_jax.report.compare import write_comparison
 from lth_jax.report.document import Doc, pct_label
-from lth_jax.report.figures import ARM_LABELS, FIGURE_NAMES
+from lth_jax.report.figures import FIGURE_NAMES, arm_label
 from lth_jax.report.masks import (
   Overlap,
   init_weight_data,
@@ -67,7 +67,7 @@ from lth_jax.report.masks import (
 from lth_jax.report.write import SECTIONS, Section, run_section, write_report
 
 __all__ = [
-  'ARM_LABELS', 'FIGURE_NAMES', 'SECTIONS', 'ArmStats', 'Columns', 'Doc', 'Overlap', 'Run',
+  'FIGURE_NAMES', 'arm_label', 'SECTIONS', 'ArmStats', 'Columns', 'Doc', 'Overlap', 'Run',
   'Section', 'aggregate', 'init_weight_data', 'jaccard', 'layer_table', 'load_run',
   'mask_overlap', 'mean_curves', 'mean_pairwise_jaccard', 'pct_label', 'prunable_leaves',
   'random_jaccard', 'read_csv', 'run_section', 'select_curve_levels', 'write_comparison',

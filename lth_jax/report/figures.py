@@ -13,24 +13,12 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
+import lth_jax.arms as arms_lib
 from lth_jax.report.analysis import ArmStats, by_arm, curve_order
 from lth_jax.report.document import pct_label
 from lth_jax.report.masks import Overlap, random_jaccard
 from lth_jax.study import results
 
-ARM_LABELS = {
-  'ticket': 'winning ticket (IMP)',
-  'reinit': 'random reinit',
-  'random_prune': 'random pruning',
-  'shuffle': 'shuffled init',
-  'sign_reinit': 'sign-preserving reinit',
-  'snip': 'SNIP at init',
-  'grasp': 'GraSP at init',
-  'synflow': 'SynFlow at init',
-  'magnitude_init': 'magnitude at init',
-  'signed_constant': 'signed constant (ticket mask)',
-  'supermask': 'supermask (no weight trained)',
-}
 DPI = 120
 FIGURE_NAMES = (
   'accuracy_vs_remaining.png',
@@ -44,7 +32,8 @@ FIGURE_NAMES = (
 
 
 def arm_label(arm: str) -> str:
-  return ARM_LABELS.get(arm, arm)
+  """The arm's label in figures and tables (its registry label)."""
+  return arms_lib.label(arm)
 
 
 def arm_color(arm: str, all_arms: Sequence[str]) -> str:

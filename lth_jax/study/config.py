@@ -13,7 +13,8 @@ from typing import Any
 
 import ml_collections
 
-from lth_jax.arms import at_init, controls
+import lth_jax.arms as arms_lib
+from lth_jax.arms import at_init
 from lth_jax.core import criteria, models
 from lth_jax.data import datasets as data
 from lth_jax.errors import ConfigError
@@ -126,7 +127,7 @@ def _arms(v):
   if not isinstance(v, str):
     return False
   names = [a.strip() for a in v.split(',')]
-  return all(n in controls.ARMS for n in names) and len(set(names)) == len(names)
+  return all(n in arms_lib.names() for n in names) and len(set(names)) == len(names)
 
 
 def _parallel(v):
@@ -160,7 +161,7 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
              'a non-empty name of letters, digits, - and _'),
     'seed': _int(0),
     'num_seeds': _int(1, 10_000),
-    'arms': (_arms, f'a comma-separated list of distinct arms from {list(controls.ARMS)}'),
+    'arms': (_arms, lambda: f'a comma-separated list of distinct arms from {list(arms_lib.names())}'),
     'parallel': (_parallel, "'auto', 'true' (vmap), 'threads' or 'false'"),
     'max_parallel_runs': _int(0),
     'model.name': (lambda v: isinstance(v, str) and v in models.MODELS, lambda: f'one of {sorted(models.MODELS)}'),
@@ -320,9 +321,9 @@ def parallel_mode(config) -> str:
 
 
 def arms_of(config) -> list[str]:
-  """The arms of a study in ``controls.ARMS`` order ('ticket' always runs, first)."""
+  """The arms of a study in the registry's order ('ticket' always runs, first)."""
   names = {a.strip() for a in config.arms.split(',')} | {'ticket'}
-  return [a for a in controls.ARMS if a in names]
+  return [a for a in arms_lib.names() if a in names]
 
 
 # Keys whose values are tuples in the schema (JSON reads them back as lists).

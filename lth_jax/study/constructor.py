@@ -10,15 +10,15 @@ from collections.abc import Sequence
 
 import jax
 
+import lth_jax.arms as arms_lib
 from lth_jax.arms import at_init as at_init_lib
-from lth_jax.arms import controls as controls_lib
 from lth_jax.core import criteria, models
 from lth_jax.core import rewind as rewind_lib
 from lth_jax.core import train as train_lib
 from lth_jax.core.plan import make_plan
 from lth_jax.data import inputs as inputs_lib
 from lth_jax.errors import ConfigError
-from lth_jax.study.definition import Study, seed_keys
+from lth_jax.study.definition import Execution, Study, seed_keys
 from lth_jax.training import parallel as parallel_lib
 
 PRUNING_DEFAULTS = {
@@ -152,26 +152,29 @@ def make_study(
   vmapped, threads = parallel_lib.resolve(str(parallel).lower())
   if max_parallel_runs:
     threads = min(threads, max_parallel_runs)
+  execution = Execution(
+    vmapped=vmapped, group_size=max_parallel_runs, threads=threads,
+    sharder=parallel_lib.Sharder() if vmapped else None, checkpoint_every=checkpoint_every,
+    checkpoint_seconds=float(checkpoint_seconds),
+  )  # fmt: skip
   study = Study(
     task=task, inputs=data, plan=plan, num_steps=num_steps, eval_every=eval_every,
     rewind_step=rewind_step, num_levels=num_levels, arms=arms, seeds=seeds,
     iterative=bool(prune['iterative']), init=init, rewind_optimizer=rewind_optimizer,
-    checkpoint_every=checkpoint_every, checkpoint_seconds=float(checkpoint_seconds),
-    curve_every=curve_every, vmapped=vmapped, group_size=max_parallel_runs, threads=threads,
-    sharder=parallel_lib.Sharder() if vmapped else None, criterion=prune['criterion'],
-    at_init=settings,
+    curve_every=curve_every, criterion=prune['criterion'], at_init=settings, execution=execution,
   )  # fmt: skip
   if vmapped:
-    study.group_size = _runs_per_call(study, max_parallel_runs)
+    execution.group_size = _runs_per_call(study, max_parallel_runs)
   return study
 
 
-def _arms(arms) -> list[str]:
-  names = [a.strip() for a in arms.split(',')] if isinstance(arms, str) else list(arms)
-  unknown = [a for a in names if a not in controls_lib.ARMS]
+def _arms(names) -> list[str]:
+  names = [a.strip() for a in names.split(',')] if isinstance(names, str) else list(names)
+  known = arms_lib.names()
+  unknown = [a for a in names if a not in known]
   if unknown or len(set(names)) != len(names):
-    raise ConfigError(f'arms={names} must be distinct arms from {list(controls_lib.ARMS)}.')
-  return [a for a in controls_lib.ARMS if a in set(names) | {'ticket'}]
+    raise ConfigError(f'arms={names} must be distinct arms from {list(known)}.')
+  return [a for a in known if a in set(names) | {'ticket'}]
 
 
 def _at_init(at_init) -> at_init_lib.Settings:
@@ -220,4 +223,4 @@ def _runs_per_call(study: Study, requested: int) -> int:
   per_run = parallel_lib.bytes_per_run(
     steps, study.state_like(), study.train, data_key, study.eval_every
   )
-  return parallel_lib.runs_per_call(per_run, available, study.sharder.multiple, requested)
+  return parallel_lib.runs_per_call(per_run, available, study.execution.sharder.multiple, requested)

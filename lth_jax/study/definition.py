@@ -1,14 +1,20 @@
-"""A study: everything the level loop needs, built once, and the keys of its runs.
+"""A study: what it computes (``Study``), how it runs (``Execution``), and the keys of its runs.
 
 ``Study`` holds the task (model, optimizer, batch, normalization), the data on
 the device, the schedule (``num_steps``, ``eval_every``, ``rewind_step``,
-``num_levels``), how a level's masks are made, the arms, the seeds and how runs
-are grouped. ``lth_jax.study.from_config.from_config`` makes one from a config.
+``num_levels``), how a level's masks are made, the arms and the seeds.
+``Execution`` says how its runs are trained (vmapped or in threads, in groups
+of how many, sharded how, checkpointed how often): it never changes a result.
+``lth_jax.make_study`` builds both; ``lth_jax.study.from_config`` from a config.
+
+Compiled programs are cached by what they compute (``lth_jax.study.programs``),
+not held by a study: a study with another rewind step or more levels
+(``dataclasses.replace``) reuses every program of the first.
 
 Randomness is fixed by the seed alone: ``seed_keys(seed)`` splits it into the
-init, data-order and control keys, and an arm's control key at a level is
-folded from (level, arm) (``control_key``), so adding seeds, levels or arms
-never changes the runs already done.
+init, data-order and control keys, and an arm's key at a level is folded from
+(level, arm) (``control_key``), so adding seeds, levels or arms never changes
+the runs already done.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from typing import Any, NamedTuple
 import jax
 
 from lth_jax.arms import at_init as at_init_lib
-from lth_jax.arms import controls as controls_lib
+from lth_jax.arms import registry
 from lth_jax.core import criteria, models
 from lth_jax.core import rewind as rewind_lib
 from lth_jax.core import train as train_lib
@@ -30,7 +36,7 @@ from lth_jax.core.plan import Plan
 from lth_jax.core.train import TrainState
 from lth_jax.data import inputs as inputs_lib
 from lth_jax.data.inputs import Inputs
-from lth_jax.study import artifacts
+from lth_jax.study import artifacts, programs
 from lth_jax.training.fit import Trainer
 from lth_jax.training.parallel import Sharder
 
@@ -46,9 +52,9 @@ def seed_keys(seed: int) -> SeedKeys:
 
 
 def control_key(seed: int, level: int, arm: str):
-  """The key of an arm's control at a level: fixed by (seed, level, arm) alone."""
+  """The key of an arm's start at a level: fixed by (seed, level, arm) alone."""
   key = jax.random.fold_in(seed_keys(seed).control, level)
-  return jax.random.fold_in(key, controls_lib.arm_id(arm))
+  return jax.random.fold_in(key, registry.arm_id(arm))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,9 +71,36 @@ class RunKey:
     return artifacts.trained(self.seed, self.level, self.arm)
 
 
+@dataclasses.dataclass
+class Execution:
+  """How a study's runs are trained; nothing here changes a result.
+
+  Attributes:
+    vmapped: train a level's runs together under vmap.
+    group_size: at most this many runs per vmapped call (0: all).
+    threads: train up to this many runs at a time, each in its own thread
+      (not vmapped; the same numbers as one at a time).
+    sharder: places a stacked group on the devices (vmapped studies).
+    checkpoint_every: mid-level checkpoint period in iterations (0: none).
+    checkpoint_seconds: mid-level checkpoint period in wall-clock seconds (0: none).
+  """
+
+  vmapped: bool = False
+  group_size: int = 0
+  threads: int = 1
+  sharder: Sharder | None = None
+  checkpoint_every: int = 0
+  checkpoint_seconds: float = 0.0
+
+  def describe(self) -> str:
+    if self.vmapped:
+      return 'vmapped'
+    return f'up to {self.threads} runs side by side' if self.threads > 1 else 'one run at a time'
+
+
 @dataclasses.dataclass(eq=False)
 class Study:
-  """Everything a study needs; ``make_study`` builds one (``build.from_config`` from a config).
+  """What a study computes; ``make_study`` builds one (``from_config`` from a config).
 
   Attributes:
     task: model, optimizer, batch size, normalization.
@@ -77,28 +110,22 @@ class Study:
     eval_every: evaluation period in iterations.
     rewind_step: k; 0 rewinds to θ0.
     num_levels: pruning levels after the dense level 0.
+    arms: arm names in the registry's order, 'ticket' first (``lth_jax.arms``).
+    seeds: the seeds of the study.
     iterative: prune each level from the last level's ticket (True) or one-shot
       from the dense network (False); see ``pruning_source``.
-    arms: arm names in ``controls.ARMS`` order, 'ticket' first.
-    seeds: the seeds of the study.
     init: the weights' initialization scheme (``models.INITS``, or 'default').
     rewind_optimizer: 'restore' the optimizer state at k, or start it 'fresh'
       (``rewind.with_fresh_optimizer``).
-    checkpoint_every: mid-level checkpoint period in iterations (0: none).
-    checkpoint_seconds: mid-level checkpoint period in wall-clock seconds (0: none).
     curve_every: the test split and training subset are also evaluated every
       ``curve_every`` iterations, for the curves (0: only where the summary reads
       them: each new validation minimum and the final step).
-    vmapped: train a level's runs together under vmap.
-    group_size: at most this many runs per vmapped call (0: all).
-    threads: train up to this many runs at a time, each in its own thread
-      (not vmapped; the same numbers as one at a time).
-    sharder: places a stacked group on the devices (vmapped studies).
     criterion: what IMP ranks the weights by (``lth_jax.core.criteria``).
     at_init: the settings of the arms that prune early (``lth_jax.arms.at_init``).
-    imported: an imported ticket (``lth_jax.analyses.ticket.Imported``): seed -> (params,
-      masks). Level 1's masks are its masks and every pruned level starts from its
-      params in place of θk's, with a fresh optimizer (``imp.start_states``).
+    imported: an imported ticket (``lth_jax.study.starts.Imported``): seed ->
+      (params, masks). Level 1's masks are its masks and every pruned level starts
+      from its params in place of θk's, with a fresh optimizer.
+    execution: how the runs are trained (``Execution``).
   """
 
   task: train_lib.Task
@@ -113,16 +140,11 @@ class Study:
   iterative: bool = True
   init: str = models.DEFAULT_INIT
   rewind_optimizer: str = 'restore'
-  checkpoint_every: int = 0
-  checkpoint_seconds: float = 0.0
   curve_every: int = 0
-  vmapped: bool = False
-  group_size: int = 0
-  threads: int = 1
-  sharder: Sharder | None = None
   criterion: str = 'large_final'
   at_init: at_init_lib.Settings = dataclasses.field(default_factory=at_init_lib.Settings)
   imported: Callable[[int], tuple[Any, Any]] | None = None
+  execution: Execution = dataclasses.field(default_factory=Execution)
 
   @property
   def input_shape(self) -> tuple[int, ...]:
@@ -136,66 +158,21 @@ class Study:
   def eval_splits(self) -> dict[str, train_lib.EvalSplit]:
     return self.inputs.splits
 
-  @functools.cached_property
-  def plain_trainer(self) -> Trainer:
-    """The trainer of one network (not vmapped)."""
-    if not self.vmapped:
-      return self.trainer
-    return Trainer(self.task, self.inputs.train, self.inputs.splits, curve_every=self.curve_every)
+  def trainer(self, *, vmapped: bool | None = None) -> Trainer:
+    """The compiled programs of one network, or of a stacked group (``vmapped``; default:
+    as the execution trains)."""
+    vmapped = self.execution.vmapped if vmapped is None else vmapped
+    return programs.trainer(self.task, self.inputs, vmapped=vmapped, curve_every=self.curve_every)
 
   @functools.cached_property
-  def trainer(self) -> Trainer:
-    return Trainer(
-      self.task,
-      self.inputs.train,
-      self.inputs.splits,
-      vmapped=self.vmapped,
-      curve_every=self.curve_every,
+  def context(self) -> registry.Context:
+    """What the arms read of this study (``lth_jax.arms.registry.Context``)."""
+    return registry.Context(
+      self.task, self.plan, self.input_shape, self.num_classes, self.init, self.at_init
     )
 
   @functools.cached_property
-  def prune(self) -> Callable[..., Any]:
-    """``prune(params, masks, *, rounds) -> masks``: the plan, jitted."""
-    return jax.jit(self.plan.prune, static_argnames='rounds')
-
-  def init_params(self, key):
-    """θ0 for ``key``: the model's init, with the weights redrawn from ``init`` unless 'default'."""
-    params = train_lib.init_variables(self.task.model, key, self.input_shape)[0]
-    return models.reinitialize(
-      params, jax.random.fold_in(key, _INIT_SALT), self.init, self.plan.prunable()
-    )
-
-  def initial_state(self, seed: int) -> TrainState:
-    """θ0 of ``seed`` with dense masks and a fresh optimizer, at step 0."""
-    return self._initial_state(seed_keys(seed).init)
-
-  @functools.cached_property
-  def _initial_state(self) -> Callable[[jax.Array], TrainState]:
-    def initial_state(key):
-      params, model_state = train_lib.init_variables(self.task.model, key, self.input_shape)
-      params = models.reinitialize(
-        params, jax.random.fold_in(key, _INIT_SALT), self.init, self.plan.prunable()
-      )
-      return train_lib.create_state(self.task, params, model_state)
-
-    return jax.jit(initial_state)  # One compiled program, not an op-by-op dispatch per seed.
-
-  def state_like(self) -> TrainState:
-    return jax.eval_shape(self.initial_state, 0)
-
-  def controls(self) -> dict[str, controls_lib.Control]:
-    return controls_lib.controls_for(self.init_params)
-
-  def control(self, arm: str) -> controls_lib.Control:
-    """The arm's control, jitted once: ``control(state_k, masks, key) -> start state``."""
-    if arm not in self._jitted_controls:
-      if arm in at_init_lib.ARMS:  # These read the training split: an argument, not a constant.
-        self._jitted_controls[arm] = functools.partial(self._early_arm(arm), train=self.train)
-      else:
-        self._jitted_controls[arm] = jax.jit(self.controls()[arm])
-    return self._jitted_controls[arm]
-
-  def _early_arm(self, arm: str):
+  def num_classes(self) -> int:
     like = self.state_like()
     logits = jax.eval_shape(
       lambda params, model_state: self.task.model.apply(
@@ -206,14 +183,24 @@ class Study:
       like.params,
       like.model_state,
     )
-    ctx = at_init_lib.Context(
-      self.task, self.plan, self.input_shape, logits.shape[-1], self.at_init
-    )
-    return jax.jit(at_init_lib.make_arm(ctx, arm))
+    return int(logits.shape[-1])
 
-  @functools.cached_property
-  def _jitted_controls(self) -> dict[str, controls_lib.Control]:
-    return {}
+  def start(self, arm: str, state_k: TrainState, masks, key) -> TrainState:
+    """Arm ``arm``'s start from the rewound state and the level's masks (compiled once)."""
+    return programs.arm_start(registry.get(arm), self.context)(state_k, masks, key, self.train)
+
+  def init_params(self, key):
+    """θ0 for ``key``: the model's init, with the weights redrawn from ``init`` unless 'default'."""
+    return self.context.init_params(key)
+
+  def initial_state(self, seed: int) -> TrainState:
+    """θ0 of ``seed`` with dense masks and a fresh optimizer, at step 0."""
+    return programs.initial_state(self.context)(seed_keys(seed).init)
+
+  def state_like(self) -> TrainState:
+    return jax.eval_shape(
+      lambda: train_lib.initial_state(self.task, jax.random.key(0), self.input_shape)
+    )
 
   def rewound(self, state_k: TrainState) -> TrainState:
     """The state a pruned level starts from, before its masks: θk with the optimizer rule."""
@@ -233,11 +220,12 @@ class Study:
     ``large_final`` also read θ0 (``init_params``; ``lth_jax.core.criteria``).
     """
     rounds = 1 if self.iterative else level
+    prune = programs.pruner(self.plan)
     if self.criterion == criteria.DEFAULT:
-      return self.prune(trained_params, masks, rounds=rounds)
-    pools = criteria.pools_for(self.plan)
+      return prune(trained_params, masks, rounds=rounds)
+    pools = self.plan.ranking_pools()
     scores = criteria.scores(self.criterion, trained_params, init_params, masks, pools=pools)
-    return self.prune(trained_params, masks, rounds=rounds, scores=scores)
+    return prune(trained_params, masks, rounds=rounds, scores=scores)
 
   def identity(self) -> dict:
     """What makes this study's results what they are (less what only adds work: levels,
@@ -270,8 +258,3 @@ class Study:
     if self.at_init != at_init_lib.Settings():
       added['at_init'] = dataclasses.asdict(self.at_init)
     return added
-
-
-_INIT_SALT = (
-  0x1417  # Folded into the init key for redrawn weights, apart from the model's own draws.
-)

@@ -1,7 +1,7 @@
 """From a config to a ``Study``: the one place that reads a config.
 
 ``from_config`` loads the data set, builds the zoo model and the optimizer the
-config names and hands everything to ``make.make_study`` — the same
+config names and hands everything to ``make_study`` — the same
 constructor a notebook calls with its own model and data. Notebooks can call
 ``from_config(config)`` and then ``lth_jax.run_imp(study)`` to get exactly what
 ``lth run`` computes.
@@ -9,12 +9,15 @@ constructor a notebook calls with its own model and data. Notebooks can call
 
 from __future__ import annotations
 
+import jax
 import optax
 
 from lth_jax.core import models
 from lth_jax.core import plan as plan_lib
+from lth_jax.core import train as train_lib
 from lth_jax.data import datasets as data_lib
 from lth_jax.study import config as config_lib
+from lth_jax.study import starts
 from lth_jax.study.constructor import make_study
 from lth_jax.study.definition import Study
 
@@ -73,6 +76,17 @@ def make_plan(config, params_like):
   return plan_lib.make_plan(params_like, **settings)
 
 
+INPUT_SHAPES = {'mnist': (28, 28, 1), 'fashion_mnist': (28, 28, 1), 'cifar10': (32, 32, 3)}
+
+
+def state_like(config):
+  """The shapes and dtypes of the train state of ``config``'s model (no data loaded)."""
+  model = make_model(config, len(config.data.classes) or 10)
+  task = train_lib.Task(model, make_optimizer(config.optimizer), config.batch_size)
+  shape = INPUT_SHAPES[config.data.name]
+  return jax.eval_shape(lambda: train_lib.initial_state(task, jax.random.key(0), shape))
+
+
 def from_config(
   config, dataset: data_lib.Dataset | None = None, *, validated: bool = False
 ) -> Study:
@@ -120,7 +134,5 @@ def from_config(
     at_init=dict(c.at_init),
   )
   if c.ticket:
-    from lth_jax.analyses import ticket
-
-    study.imported = ticket.Imported(c.ticket, study.state_like().params)
+    study.imported = starts.Imported(c.ticket, study.state_like().params)
   return study

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from lth_jax.arms.controls import ARMS
+import lth_jax.arms as arms_lib
 from lth_jax.core.train import EVAL_METRICS
 
 SUMMARY_COLUMNS = (
@@ -41,9 +41,6 @@ TABLES = {
   TIMINGS: TIMING_COLUMNS,
 }
 
-# Arms in the order every table and figure shows them; unknown arms follow alphabetically.
-ARM_ORDER = ARMS
-
 
 def run_key(row: Mapping) -> tuple[int, int, str]:
   """(seed, level, arm) of a row, from a CSV row (strings) or a row in memory."""
@@ -57,8 +54,9 @@ def is_diverged(row: Mapping) -> bool:
 
 
 def sort_arms(arms: Iterable[str]) -> list[str]:
-  arms = set(arms)
-  return [a for a in ARM_ORDER if a in arms] + sorted(arms - set(ARM_ORDER))
+  """Arms in the order every table and figure shows them (the registry's); unknown arms
+  (in files written with arms registered elsewhere) follow alphabetically."""
+  return sorted(set(arms), key=lambda a: (arm_rank(a), a))
 
 
 def natural_key(name: str) -> list:
@@ -67,7 +65,8 @@ def natural_key(name: str) -> list:
 
 
 def arm_rank(arm: str) -> int:
-  return ARM_ORDER.index(arm) if arm in ARM_ORDER else len(ARM_ORDER)
+  known = arms_lib.names()
+  return known.index(arm) if arm in known else len(known)
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float]:

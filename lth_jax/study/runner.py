@@ -1,6 +1,6 @@
 """Running a study, in memory or in a run directory: ``lth_jax.run_imp``.
 
-The level loop itself is ``imp.run_imp`` (a study and a store). This shell
+The level loop itself is ``levels.train_levels`` (a study and a store). This shell
 around it prints the pruning plan, shows progress, and for a run directory
 takes its lock, repairs what a crash left, writes ``plan.json`` and keeps the
 tables in order — the same steps for ``lth run`` and for a notebook.
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from lth_jax.errors import RunError
-from lth_jax.study import imp, workdir
+from lth_jax.study import levels, workdir
 from lth_jax.study.definition import Study
 from lth_jax.study.store import DiskStore, Secondary, Store
 from lth_jax.training import distributed
@@ -88,13 +88,13 @@ def run_in(
   writes = run_dir is not None and distributed.is_primary()
   if writes:
     (run_dir / PLAN_JSON).write_text(study.plan.to_json() + '\n')
-  store = store if store is not None else imp.MemoryStore()
+  store = store if store is not None else levels.MemoryStore()
   finished = store.results.finished()
   bars = progress_lib.for_output(
-    imp.total_steps(study), imp.steps_done(study, finished), show=progress, log=log
+    levels.total_steps(study), levels.steps_done(study, finished), show=progress, log=log
   )
   try:
-    imp.run_imp(study, store, bars)
+    levels.train_levels(study, store, bars)
   finally:
     bars.finish()
   if writes:

@@ -1,6 +1,6 @@
 """Where a study keeps what it computes: a tree store for pytrees and a sink for result rows.
 
-``imp.run_imp`` writes through a ``Store``: its ``trees`` (θ0, θk, masks,
+``levels.train_levels`` writes through a ``Store``: its ``trees`` (θ0, θk, masks,
 trained params, mid-level progress; names in ``lth_jax.study.artifacts``) and its
 ``results`` (summary, curve, layer and timing rows; columns in
 ``lth_jax.study.results``). A result already in the store is never recomputed, which

@@ -49,6 +49,11 @@ def prepare(workdir: str | os.PathLike, config) -> Path:
   return run_dir
 
 
+def load_config(run_dir: Path):
+  """The config of a run directory (its config.json, with keys added since it was written)."""
+  return config_lib.with_new_keys(load_config_json(run_dir))
+
+
 def load_config_json(run_dir: Path) -> dict:
   try:
     return json.loads((Path(run_dir) / 'config.json').read_text())

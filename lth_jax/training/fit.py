@@ -69,12 +69,13 @@ class Trainer:
 
 
 @functools.cache
-def _programs(trainer: Trainer, *, eval_every: int, until: int, capacity: int):
-  """(piece, evaluate, segment, evaluate_best) jitted for a trainer and a run's schedule.
+def programs(task, vmapped: bool, curve_every: int, *, eval_every: int, until: int, capacity: int):
+  """(piece, evaluate, segment, evaluate_best) jitted for a task and a run's schedule.
 
-  The data goes in as arguments, never as constants folded into the programs.
+  Cached by what they compute, not by the data they run on: the data go in as
+  arguments, never as constants folded into the programs, so every ``Trainer``
+  of the same task, mode and schedule shares them.
   """
-  task, vmapped, curve_every = trainer.task, trainer.vmapped, trainer.curve_every
 
   @functools.partial(jax.jit, static_argnums=5, donate_argnums=0)
   def piece(states, orders, train, data_keys, first_step, num_steps):
@@ -103,6 +104,15 @@ def _programs(trainer: Trainer, *, eval_every: int, until: int, capacity: int):
       vmapped=vmapped,
     )  # fmt: skip
 
+  return piece, evaluate, segment, evaluate_best
+
+
+def programs_of(trainer: Trainer, *, eval_every: int, until: int, capacity: int):
+  """The programs of ``trainer``'s task and schedule, called on its data."""
+  piece, evaluate, segment, evaluate_best = programs(
+    trainer.task, trainer.vmapped, trainer.curve_every, eval_every=eval_every, until=until,
+    capacity=capacity,
+  )  # fmt: skip
   data, splits = trainer.train, trainer.splits
   return (
     lambda states, orders, keys, first, n: piece(states, orders, data, keys, first, n),
@@ -173,10 +183,10 @@ def fit(
   first = _step_of(state)
   num_runs = int(np.shape(state.step)[0]) if trainer.vmapped else None
   capacity = len(evaluation_steps(0, until, eval_every=eval_every)) + 1
-  piece, evaluate, segment, evaluate_best = _programs(
+  piece, evaluate, segment, evaluate_best = programs_of(
     trainer, eval_every=eval_every, until=until, capacity=capacity
   )
-  orders = segment_lib.no_order(trainer.num_examples(), num_runs)
+  orders = train_lib.no_order(trainer.num_examples(), num_runs)
   if curve is None:
     curve = new_curve(first, until, eval_every=eval_every, num_runs=num_runs or 1)
     inf = jnp.full_like(state.step, jnp.inf, jnp.float32)  # Placed like the state.

@@ -13,14 +13,13 @@ elsewhere. The early-stop numbers need them at the minimum of the validation
 loss, which is known only at the end: each new minimum keeps a snapshot of the
 network (``Best``, one more copy of the params), and ``fit`` evaluates it once.
 
-The data order of an epoch is computed once, when training enters the epoch,
-and carried from step to step (``EpochOrder``) instead of once per call. The
-step counter that drives it is one number for a whole group of runs (every run
-of a group is at the same step), so under ``vmap`` the epoch test stays a real
-branch rather than a select that would sort every step.
-
-Batches, keys and the per-step computation are those of ``train.train_steps``:
-a run gives the same numbers however its periods are split into segments.
+The data order is ``core.train.next_batch``'s, its epoch order carried from step
+to step (``EpochOrder``). The step counter that drives it is one number for a
+whole group of runs (every run of a group is at the same step), so under
+``vmap`` the epoch test stays a real branch rather than a select that would sort
+every step. Batches, keys and the per-step computation are those of
+``train.train_steps``: a run gives the same numbers however its periods are
+split into segments.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from lth_jax.core import train as train_lib
-from lth_jax.core.train import EVAL_METRICS, DataArrays, TrainState
+from lth_jax.core.train import EVAL_METRICS, DataArrays, EpochOrder, TrainState
 
 _NAN = float('nan')
 FULL_SPLITS = ('train', 'test')  # Evaluated only where read; 'val' always.
@@ -59,18 +58,6 @@ def _keep(improved, new, old):
   return jax.tree.map(pick, new, old)
 
 
-class EpochOrder(NamedTuple):
-  """The order of the epoch the training is in (``epoch`` -1: none yet)."""
-
-  epoch: jax.Array  # int32 scalar, shared by the runs of a group
-  order: jax.Array  # int32 [num_examples] (or [runs, num_examples])
-
-
-def no_order(num_examples: int, num_runs: int | None = None) -> EpochOrder:
-  shape = (num_examples,) if num_runs is None else (num_runs, num_examples)
-  return EpochOrder(jnp.int32(-1), jnp.zeros(shape, jnp.int32))
-
-
 def train_chunk(
   task,
   states,
@@ -84,7 +71,6 @@ def train_chunk(
 ):
   """``num_steps`` steps from ``first_step`` (one number for the whole group)."""
   n = train.x.shape[0]
-  steps_per_epoch = n // task.batch_size
   step_fn = lambda s, x, y, k: train_lib.train_step(task, s, x, y, k)
   refresh = lambda key, epoch: train_lib.epoch_order(key, epoch, n)
   fold = jax.random.fold_in
@@ -93,15 +79,10 @@ def train_chunk(
 
   def body(carry, i):
     states, orders = carry
-    step = first_step + i
-    epoch = (step // steps_per_epoch).astype(jnp.int32)
-    orders = jax.lax.cond(
-      epoch != orders.epoch,
-      lambda: EpochOrder(epoch, refresh(data_keys, epoch)),
-      lambda: orders,
-    )
-    start = (step % steps_per_epoch) * task.batch_size
-    idx = jax.lax.dynamic_slice_in_dim(orders.order, start, task.batch_size, axis=-1)
+    orders, idx = train_lib.next_batch(
+      orders, lambda epoch: refresh(data_keys, epoch), first_step + i, num_examples=n,
+      batch_size=task.batch_size,
+    )  # fmt: skip
     states, loss = step_fn(states, train.x[idx], train.y[idx], fold(data_keys, states.step))
     return (states, orders), loss
 

@@ -1,4 +1,4 @@
-"""Iterative magnitude pruning: the level loop, composed from the pure pieces.
+"""Iterative magnitude pruning's level loop, composed from the pure pieces.
 
     level 0:  θ0 ──train──► θk ──train──► θT       (the dense network; θk kept)
     level L:  masks_L = prune(θT of level L-1, masks_{L-1})
@@ -21,13 +21,11 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from lth_jax.arms import at_init
-from lth_jax.core import criteria
-from lth_jax.core import masks as masks_lib
-from lth_jax.core import rewind as rewind_lib
-from lth_jax.core.train import EVAL_METRICS, TrainState
+from lth_jax.arms import registry
+from lth_jax.core.train import EVAL_METRICS
 from lth_jax.study import artifacts
-from lth_jax.study.definition import RunKey, Study, control_key, seed_keys
+from lth_jax.study import starts as starts_lib
+from lth_jax.study.definition import RunKey, Study, seed_keys
 from lth_jax.study.store import MemoryStore, Store
 from lth_jax.training import parallel
 from lth_jax.training import segment as segment_lib
@@ -51,8 +49,8 @@ class SilentProgress:
     pass
 
 
-def run_imp(study: Study, store: Store | None = None, progress=None) -> Store:
-  """Runs (or resumes, or grows) the whole study: level 0, then ``num_levels`` pruning levels.
+def train_levels(study: Study, store: Store | None = None, progress=None) -> Store:
+  """Trains (or resumes, or grows) the whole study: level 0, then ``num_levels`` pruning levels.
 
   Returns the store, whose ``summary`` holds one row per (seed, level, arm).
   """
@@ -60,15 +58,15 @@ def run_imp(study: Study, store: Store | None = None, progress=None) -> Store:
   progress = progress or SilentProgress()
   for level in range(study.num_levels + 1):
     pending = pending_runs(study, store, level)
-    for batch in batches_of(study, [r for r in pending if r.arm not in at_init.UNTRAINED]):
-      starts = start_states(study, store, [run for group in batch for run in group])
-      trained = _train_side_by_side(study, store, batch, starts, progress)
+    for batch in batches_of(study, [r for r in pending if registry.trains(r.arm)]):
+      states = starts_lib.start_states(study, store, [run for group in batch for run in group])
+      trained = _train_side_by_side(study, store, batch, states, progress)
       for group, (finals, curve, seconds) in zip(batch, trained, strict=True):
         for i, (run, final) in enumerate(zip(group, finals, strict=True)):
           row = finish(study, store, run, final, *curve.of_run(i), seconds)
           progress.run_finished(row, seconds)
         store.trees.delete(progress_name(group))
-    for run in [r for r in pending if r.arm in at_init.UNTRAINED]:
+    for run in [r for r in pending if not registry.trains(r.arm)]:
       progress.run_finished(*evaluate_untrained(study, store, run))
   return store
 
@@ -79,8 +77,8 @@ def evaluate_untrained(study: Study, store: Store, run: RunKey) -> tuple[dict, f
   Its row reads the metrics of that evaluation (at the start step) as the early-stop ones.
   """
   began = time.perf_counter()
-  state = start_states(study, store, [run])[0]
-  metrics = jax.device_get(study.plain_trainer.evaluate(state))
+  state = starts_lib.start_states(study, store, [run])[0]
+  metrics = jax.device_get(study.trainer(vmapped=False).evaluate(state))
   row = np.array([[float(metrics[m]) for m in EVAL_METRICS]], np.float64)
   steps = np.array([int(state.step)])
   seconds = time.perf_counter() - began
@@ -139,9 +137,7 @@ def describe(study: Study) -> str:
   """'2 seeds, the dense network and 8 pruning levels, arms ticket,reinit, one run at a time'."""
   seeds = f'{len(study.seeds)} seed' + ('s' if len(study.seeds) != 1 else '')
   levels = f'{study.num_levels} pruning level' + ('s' if study.num_levels != 1 else '')
-  mode = 'vmapped' if study.vmapped else 'one run at a time'
-  if not study.vmapped and study.threads > 1:
-    mode = f'up to {study.threads} runs side by side'
+  mode = study.execution.describe()
   return f'{seeds}, the dense network and {levels}, arms {",".join(study.arms)}, {mode}'
 
 
@@ -152,7 +148,7 @@ def run_steps(study: Study, level: int) -> int:
 
 def total_steps(study: Study) -> int:
   """Training iterations of the whole study (for an overall progress bar)."""
-  trained = [a for a in study.arms if a not in at_init.UNTRAINED]
+  trained = [a for a in study.arms if registry.trains(a)]
   per_seed = run_steps(study, 0) + study.num_levels * len(trained) * run_steps(study, 1)
   return len(study.seeds) * per_seed
 
@@ -165,7 +161,7 @@ def steps_done(study: Study, finished) -> int:
     if seed in study.seeds
     and level <= study.num_levels
     and arm in study.arms
-    and arm not in at_init.UNTRAINED
+    and registry.trains(arm)
   )
 
 
@@ -183,81 +179,21 @@ def pending_runs(study: Study, store: Store, level: int) -> list[RunKey]:
 
 def groups_of(study: Study, runs: Sequence[RunKey]) -> list[list[RunKey]]:
   """The groups of runs trained by one ``fit``: vmapped groups, or single runs."""
-  if not study.vmapped:
+  if not study.execution.vmapped:
     return [[r] for r in runs]
-  size = study.group_size or max(1, len(runs))
+  size = study.execution.group_size or max(1, len(runs))
   return [list(runs[i : i + size]) for i in range(0, len(runs), size)]
 
 
 def batches_of(study: Study, runs: Sequence[RunKey]) -> list[list[list[RunKey]]]:
   """Batches of groups trained at the same time (side by side in threads)."""
   groups = groups_of(study, runs)
-  size = 1 if study.vmapped else max(1, study.threads)
+  size = 1 if study.execution.vmapped else max(1, study.execution.threads)
   return [groups[i : i + size] for i in range(0, len(groups), size)]
 
 
 def progress_name(runs: Sequence[RunKey]) -> str:
   return artifacts.progress(runs[0].level, [(r.seed, r.arm) for r in runs])
-
-
-# ----------------------------------------------------------------------------- starts
-
-
-def level_masks(study: Study, store: Store, seed: int, level: int):
-  """The ticket's masks at ``level``, pruned from the ticket trained at ``pruning_source``."""
-  name = artifacts.masks(seed, level)
-  like = study.state_like().masks
-  if store.trees.has(name):
-    return store.trees.load(name, like=like)
-  if level == 0:
-    masks = masks_lib.ones_like(like)
-  elif level == 1 and study.imported is not None:
-    masks = study.imported(seed)[1]  # An imported ticket's masks (config key ticket).
-  else:
-    source = study.pruning_source(level)
-    trained = store.trees.load(artifacts.trained(seed, source, 'ticket'), like=_final_like(study))
-    start = (
-      level_masks(study, store, seed, source) if study.iterative else masks_lib.ones_like(like)
-    )
-    init = None
-    if study.criterion != criteria.DEFAULT:  # The criterion compares θT with θ0.
-      init = store.trees.load(artifacts.init(seed), like=_final_like(study))['params']
-    masks = study.prune_level(trained['params'], start, level, init)
-  store.trees.save(name, masks)
-  return masks
-
-
-def _final_like(study: Study):
-  like = study.state_like()
-  return {'params': like.params, 'model_state': like.model_state}
-
-
-def start_states(study: Study, store: Store, runs: Sequence[RunKey]) -> list[TrainState]:
-  """The state each run of a level starts from (θ0 at level 0, an arm of θk after)."""
-  starts = []
-  for run in runs:
-    if run.level == 0:
-      state = study.initial_state(run.seed)
-      store.trees.save(
-        artifacts.init(run.seed), {'params': state.params, 'model_state': state.model_state}
-      )
-      if study.rewind_step == 0:
-        store.trees.save(artifacts.rewind(run.seed), state)
-    else:
-      state_k = study.rewound(store.trees.load(artifacts.rewind(run.seed), like=study.state_like()))
-      if study.imported is not None:
-        state_k = _imported_start(study, state_k, run.seed)
-      masks = level_masks(study, store, run.seed, run.level)
-      state = study.control(run.arm)(state_k, masks, control_key(run.seed, run.level, run.arm))
-    starts.append(state)
-  return starts
-
-
-def _imported_start(study: Study, state_k: TrainState, seed: int) -> TrainState:
-  """θk replaced by an imported ticket's values, with a fresh optimizer (nothing of the
-  target's own training is carried over but its step and learning-rate schedule)."""
-  params = study.imported(seed)[0]
-  return rewind_lib.with_fresh_optimizer(state_k._replace(params=params), study.task.optimizer)
 
 
 # ----------------------------------------------------------------------------- training
@@ -272,11 +208,13 @@ def train_group(study: Study, store: Store, runs: Sequence[RunKey], starts, prog
   """
   num_real = len(runs)
   data_keys = [seed_keys(r.seed).data for r in runs]
-  stacked = study.vmapped and len(parallel.pad(runs, study.sharder.multiple)) > 1
+  execution = study.execution
+  sharder = execution.sharder
+  stacked = execution.vmapped and len(parallel.pad(runs, sharder.multiple)) > 1
   if stacked:
-    multiple = study.sharder.multiple
-    state = study.sharder(parallel.stack(parallel.pad(starts, multiple)))
-    data_key = study.sharder(parallel.stack(parallel.pad(data_keys, multiple)))
+    multiple = sharder.multiple
+    state = sharder(parallel.stack(parallel.pad(starts, multiple)))
+    data_key = sharder(parallel.stack(parallel.pad(data_keys, multiple)))
     num_runs = len(parallel.pad(runs, multiple))
   else:
     assert num_real == 1, 'unstacked groups hold one run'
@@ -290,7 +228,7 @@ def train_group(study: Study, store: Store, runs: Sequence[RunKey], starts, prog
   if saved is None:
     curve = None
   else:
-    place = study.sharder if stacked else jax.device_put
+    place = sharder if stacked else jax.device_put
     curve.load_tree(saved['curve'])
     curve.best = place(curve.best)
     restored = jax.tree.map(lambda s, x: np.asarray(s, dtype=x.dtype), saved['state'], state)
@@ -311,11 +249,11 @@ def train_group(study: Study, store: Store, runs: Sequence[RunKey], starts, prog
   hooks = [_progress_hook(progress, resumed_at)]
   if runs[0].level == 0 and study.rewind_step > 0:
     hooks.append(Hook(keep_rewind_state, at=(study.rewind_step,)))
-  if study.checkpoint_every or study.checkpoint_seconds:
+  if execution.checkpoint_every or execution.checkpoint_seconds:
     hooks.append(
-      Hook(save_progress, every=study.checkpoint_every, seconds=study.checkpoint_seconds)
+      Hook(save_progress, every=execution.checkpoint_every, seconds=execution.checkpoint_seconds)
     )
-  trainer = study.trainer if stacked else study.plain_trainer
+  trainer = study.trainer(vmapped=stacked)
   try:
     state, curve = fit(
       trainer, state, data_key, until=study.num_steps, eval_every=study.eval_every,
@@ -361,7 +299,7 @@ def finish(
     **early_stop(steps, metrics),
     'diverged': int(diverged_step >= 0),
     'diverged_step': diverged_step if diverged_step >= 0 else '',
-    'collapsed_layers': at_init.collapsed_layers(study.plan.counts(state.masks)),
+    'collapsed_layers': study.plan.collapsed_layers(state.masks),
   }
   base = {'seed': run.seed, 'level': run.level, 'arm': run.arm}
   curves = [
