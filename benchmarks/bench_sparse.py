@@ -51,7 +51,7 @@ BATCH, INFER_BATCH = 60, 1000
 def make_study(root: Path, data_dir: str) -> Path:
   """A LeNet-300-100 study on Fashion-MNIST, 15 levels of 400 iterations (masks, not accuracy)."""
   from experiments import lenet300
-  from lth_jax.cli import run_study
+  from lth_jax.commands import run as run_study
 
   c = lenet300.get_config('quick')
   c.name, c.num_steps, c.eval_every, c.num_levels, c.arms = 'bench-sparse', 400, 200, 15, 'ticket'

@@ -20,6 +20,7 @@ About 5 minutes per scheme on 2 CPU cores. ``smoke``: seconds, for tests.
 """
 
 from experiments import lenet300
+from experiments.lenet300 import PAPER  # noqa: F401 (the report's reference for LeNet runs)
 from lth_jax.core import models
 
 SCHEMES = tuple(models.INITS)

@@ -30,6 +30,7 @@ Variants:
 """
 
 from experiments import lenet300
+from experiments.lenet300 import PAPER  # noqa: F401 (the report's reference for LeNet runs)
 from experiments.vgg19 import open_lth_recipe
 
 VARIANTS = ('lenet300', 'resnet20', 'vgg16', 'smoke')

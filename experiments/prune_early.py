@@ -26,6 +26,7 @@ Variants (``get_config(variant)``):
 """
 
 from experiments import conv, resnet20
+from experiments.lenet300 import PAPER  # noqa: F401 (the report's reference for LeNet runs)
 from lth_jax.study.config import default_config
 
 ARMS = 'ticket,random_prune,snip,grasp,synflow,magnitude_init,signed_constant,supermask'

@@ -1,12 +1,13 @@
 import os
+import tempfile
 
 import jax
 import pytest
 
 jax.config.update('jax_numpy_rank_promotion', 'raise')
-# Tests that call `lth` in this process leave the persistent compilation cache off (processes
-# the tests start get a cache directory of their own: ``subprocess_env``).
-os.environ['LTH_COMPILATION_CACHE'] = '0'
+# `lth` keeps compiled programs in $LTH_CACHE_DIR: one directory for this test session (and
+# the processes it starts), not the user's ~/.cache.
+os.environ.setdefault('LTH_CACHE_DIR', tempfile.mkdtemp(prefix='lth_test_cache_'))
 
 
 _COMPILED: list[str] = []
@@ -78,12 +79,21 @@ def subprocess_env(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def transfer_smoke(fashion_mnist_dir, tmp_path_factory):
-  """``experiments/transfer.py``'s smoke variant, run once: (workdir, rows of its table).
+  """``experiments/transfer.py``'s smoke variant, run once: (source directory, rows of its
+  transfer.csv); the target studies are beside the source.
 
   Its source study rewinds to θk and has a reinit arm; its target study imports tickets.
   """
   from experiments import transfer
+  from lth_jax import commands
+  from lth_jax.study import results
 
   root = tmp_path_factory.mktemp('transfer')
-  rows = transfer.run_transfer('smoke', root, data_dir=fashion_mnist_dir, log=lambda m: None)
-  return root, rows
+  config = transfer.get_config('smoke')
+  config.data.data_dir = fashion_mnist_dir
+  source = commands.run(config, root, log=lambda m: None, progress=False)
+  rows = [
+    {k: int(v) if k in ('source_level', 'seeds') else float(v) for k, v in r.items()}
+    for r in results.read_rows(source / 'transfer.csv')
+  ]
+  return source, rows

@@ -165,13 +165,16 @@ def test_run_dir_names_follow_the_resolved_config(tmp_path):
   flat = config_lib.flatten(config.to_dict())
   for key in flat:
     other = workdir.run_dir_for(tmp_path, with_value(config, key, changed(flat[key])))
-    if key in (*config_lib.EXECUTION_KEYS, *config_lib.GROWTH_KEYS, *config_lib.LOCATION_KEYS):
+    unhashed = (*config_lib.EXECUTION_KEYS, *config_lib.GROWTH_KEYS, *config_lib.LOCATION_KEYS)
+    if key in (*unhashed, *config_lib.STAGE_KEYS):
       assert other == run_dir, key
     else:
       assert other != run_dir, key
-  assert workdir.prepare(tmp_path, config) == run_dir
+  with workdir.open_study(run_dir, config=config, log=lambda m: None) as opened:
+    assert opened.path == run_dir
   assert workdir.load_config_json(run_dir) == config.to_dict() | {
     'optimizer': config.optimizer.to_dict() | {'milestones': []},
     'lmc': config.lmc.to_dict() | {'rewind_steps': [], 'levels': [0]},  # JSON lists.
     'data': config.data.to_dict() | {'classes': []},
+    'transfer': config.transfer.to_dict() | {'levels': [], 'classes': []},
   }

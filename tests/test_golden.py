@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / 'tests' / 'golden'
 TABLES = (
   'summary.csv', 'curves.csv', 'layers.csv', 'instability.csv', 'interpolation.csv',
-  'transfer-smoke.csv',
+  'transfer.csv',
 )  # fmt: skip
 # (experiment module, variant); the slow ones are checked with -m slow.
 VARIANTS = {
@@ -61,11 +61,6 @@ def run_variant(name: str, workdir: Path, data_dir: str) -> None:
   from lth_jax import cli
 
   module, variant = VARIANTS[name]
-  if name == 'transfer':
-    from experiments import transfer
-
-    transfer.run_transfer(variant, workdir, data_dir=data_dir, log=lambda message: None)
-    return
   config = REPO / 'experiments' / f'{module}.py'
   try:
     cli.main([

@@ -5,7 +5,7 @@ from fake_data import tiny_study
 
 import lth_jax
 from experiments import lenet300
-from lth_jax import cli
+from lth_jax import commands
 from lth_jax.study import levels, results
 
 
@@ -20,7 +20,7 @@ def trained_runs(monkeypatch):
     return original(study, store, runs, starts, progress)
 
   monkeypatch.setattr(levels, 'train_group', spy)
-  monkeypatch.setattr(cli, '_write_report', lambda run_dir, log: None)
+  monkeypatch.setattr(commands, 'write_report', lambda path, log: None)
   return trained
 
 
@@ -42,7 +42,7 @@ def test_more_levels_seeds_and_arms_train_only_the_new_runs(
     for key, value in changes.items():
       config[key] = value
     trained_runs.clear()
-    run_dir = cli.run_study(config, tmp_path, log=lambda *a: None, progress=False)
+    run_dir = commands.run(config, tmp_path, log=lambda *a: None, progress=False)
     run_dirs.add(run_dir)
     assert sorted(trained_runs) == sorted(expected)
     lines = (run_dir / results.SUMMARY).read_text().splitlines()
@@ -58,11 +58,11 @@ def test_a_results_changing_setting_makes_a_new_directory(
   config = lenet300.get_config('smoke')
   config.data.data_dir = fashion_mnist_dir
   config.num_steps, config.eval_every, config.num_levels, config.arms = 40, 20, 0, 'ticket'
-  first = cli.run_study(config, tmp_path, log=lambda *a: None, progress=False)
+  first = commands.run(config, tmp_path, log=lambda *a: None, progress=False)
   config.data.download = False  # Where files come from: same results, same directory.
-  assert cli.run_study(config, tmp_path, log=lambda *a: None, progress=False) == first
+  assert commands.run(config, tmp_path, log=lambda *a: None, progress=False) == first
   config.optimizer.learning_rate = 1e-3
-  assert cli.run_study(config, tmp_path, log=lambda *a: None, progress=False) != first
+  assert commands.run(config, tmp_path, log=lambda *a: None, progress=False) != first
 
 
 def test_a_user_study_grows_in_its_run_dir_and_refuses_another(tmp_path, trained_runs):

@@ -11,7 +11,7 @@ from test_report import _check_png
 
 from experiments import lenet300
 from lth_jax import report
-from lth_jax.cli import run_study
+from lth_jax.commands import run as run_study
 from lth_jax.study import checkpoint, from_config, levels, results, starts
 from lth_jax.study.definition import RunKey
 

@@ -59,16 +59,16 @@ def test_every_variant_is_a_valid_config():
 
 
 def test_smoke_variant_end_to_end_and_resumed(fashion_mnist_dir, tmp_path):
-  from lth_jax import cli
+  from lth_jax import commands, report
   from lth_jax.analyses import lmc as lmc_lib
-  from lth_jax.analyses import lmc_figures, lmc_study
+  from lth_jax.analyses import lmc_sections
   from lth_jax.study.results import read_rows
 
   config = lmc.get_config('smoke')
   config.data.data_dir = fashion_mnist_dir
   config.parallel = 'false'
   logged = []
-  lmc_dir = cli.run_study(config, tmp_path, log=logged.append, progress=False)
+  lmc_dir = commands.run(config, tmp_path, log=logged.append, progress=False)
   assert lmc_dir.name.startswith('lmc-smoke-')
   instability = (lmc_dir / 'instability.csv').read_text().splitlines()
   assert instability[0] == (
@@ -87,19 +87,24 @@ def test_smoke_variant_end_to_end_and_resumed(fashion_mnist_dir, tmp_path):
     assert len(read_rows(k_dir / 'summary.csv')) == 2
     assert len(read_rows(k_dir / lmc_lib.INSTABILITY)) == 2
     assert (k_dir / 'config.json').exists()
-  for name in lmc_figures.FIGURES:
+  for name in lmc_sections.FIGURES:
     assert (lmc_dir / 'report' / name).stat().st_size > 0
-  # `lth report` tells an LMC study from its IMP run directories.
-  assert lmc_study.is_lmc_dir(lmc_dir) and not lmc_study.is_lmc_dir(lmc_dir / 'rewind_0')
-  assert lmc_study.write_figures(lmc_dir) == lmc_dir / 'report'
+  # `lth report` draws what the study's stages have to show: the sweep's connectivity,
+  # and for each k its IMP and its pairs.
+  text = report.write_report(lmc_dir).read_text()
+  assert 'Linear mode connectivity' in text and 'could not be drawn' not in text
+  text = report.write_report(lmc_dir / 'rewind_0').read_text()
+  assert 'Accuracy and early stopping' in text and 'Linear mode connectivity' in text
   assert any('instability %' in line for line in logged)
-  (listed,) = [line for line in cli.list_runs(tmp_path).splitlines() if line.startswith('lmc-')]
+  (listed,) = [
+    line for line in commands.list_runs(tmp_path).splitlines() if line.startswith('lmc-')
+  ]
   assert 'LMC study' in listed and 'stopped' not in listed
-  assert 'finished' in cli.list_runs(lmc_dir)  # Each rewind_<k>/ is an ordinary run.
+  assert 'finished' in commands.list_runs(lmc_dir)  # Each rewind_<k>/ is an ordinary run.
   # Run again: every IMP run and every pair is already there; nothing is recomputed.
   before = (lmc_dir / 'instability.csv').read_text()
   logged.clear()
-  cli.run_study(config, tmp_path, log=logged.append, progress=False)
+  commands.run(config, tmp_path, log=logged.append, progress=False)
   assert (lmc_dir / 'instability.csv').read_text() == before
   assert not [line for line in logged if line.startswith(('k=', 'done:'))]
 

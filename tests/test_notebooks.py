@@ -67,7 +67,7 @@ def test_walkthrough_runs(smoke_env, tmp_path):
 
 
 def test_explore_run_runs(smoke_env, tmp_path):
-  # Without LTH_RUN_DIR the notebook runs the smoke study itself (through cli.run_study).
+  # Without LTH_RUN_DIR the notebook runs the smoke study itself (through lth_jax.commands.run).
   text, images = _execute('02_explore_run.ipynb', tmp_path)
   assert 'summary of lenet300-smoke-' in text
   assert 'masks are nested' in text

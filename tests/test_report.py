@@ -9,6 +9,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
+from experiments.lenet300 import PAPER
 from lth_jax import report
 from lth_jax.study import checkpoint
 
@@ -140,6 +141,8 @@ def make_run(run_dir, seeds=SEEDS, levels=LEVELS, arms=ARMS):
     'rewind_step': 0,
   }
   (run_dir / 'config.json').write_text(json.dumps(config))
+  # What `lth run` keeps of a recipe's PAPER when it fits the run's model and data.
+  (run_dir / 'reference.json').write_text(json.dumps(PAPER))
   return run_dir
 
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from fake_data import tiny_study
 
+from experiments.lenet300 import PAPER
 from lth_jax import data
 from lth_jax.report import Doc, layer_table, load_run, prunable_leaves, write_report
 from lth_jax.report import sections as report_sections
-from lth_jax.report.references import paper_reference
+from lth_jax.report.references import fits, paper_reference
 from lth_jax.report.write import SECTIONS
 from lth_jax.study import levels, results
 
@@ -37,6 +38,7 @@ def run_dir(tmp_path):
   config = {'name': 'tiny', 'model': {'name': 'lenet300'}, 'data': {'name': 'fashion_mnist'},
             'num_levels': 2, 'rewind_step': 0}  # fmt: skip
   (tmp_path / 'config.json').write_text(json.dumps(config))
+  (tmp_path / 'reference.json').write_text(json.dumps(PAPER))  # Kept by `lth run`.
   rows = [_summary_row(0, 0, 'ticket', 0.85)]
   rows += [_summary_row(0, lv, arm, 0.8) for lv in (1, 2) for arm in ('ticket', 'reinit')]
   _write(tmp_path / 'summary.csv', rows)
@@ -58,11 +60,11 @@ def test_report_counts_pruning_levels_as_the_run_header_does(run_dir):
   assert 'the dense network and 2 pruning levels' in header
 
 
-def test_paper_reference_comes_from_the_recipe(run_dir):
-  from experiments.lenet300 import PAPER
-
-  assert paper_reference({'model': {'name': 'lenet300'}, 'data': {'name': 'mnist'}}) is PAPER
-  assert paper_reference({'model': {'name': 'vgg19'}, 'data': {'name': 'cifar10'}}) is None
+def test_paper_reference_comes_from_the_recipe(run_dir, tmp_path_factory):
+  assert paper_reference(run_dir) == json.loads(json.dumps(PAPER))  # As JSON keeps it.
+  assert paper_reference(tmp_path_factory.mktemp('none')) is None
+  assert fits(PAPER, {'model': {'name': 'lenet300'}, 'data': {'name': 'mnist'}})
+  assert not fits(PAPER, {'model': {'name': 'vgg19'}, 'data': {'name': 'cifar10'}})
   _, doc = _header_rows(load_run(run_dir))
   assert ('ul', list(PAPER['findings'])) in doc.blocks
   assert ('note', PAPER['notes']['fashion']) in doc.blocks  # A Fashion-MNIST run.

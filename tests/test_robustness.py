@@ -24,7 +24,7 @@ import pytest
 from processes import TABLES, flags_of, kill_when, lth, progress_checkpoints
 
 from experiments import lenet300
-from lth_jax import cli, data
+from lth_jax import cli, commands, data
 from lth_jax.study import checkpoint, levels, results, workdir
 from lth_jax.training import fit as fit_lib
 
@@ -50,12 +50,12 @@ def smoke(data_dir, **overrides):
 @pytest.fixture(autouse=True)
 def no_report(monkeypatch):
   # The report is tested elsewhere; here it would only cost time.
-  monkeypatch.setattr(cli, '_write_report', lambda run_dir, log: None)
+  monkeypatch.setattr(commands, 'write_report', lambda path, log: None)
 
 
 def study(config, workdir, log=None):
   lines = []
-  cli.run_study(config, workdir, log=log or lines.append, progress=False)
+  commands.run(config, workdir, log=log or lines.append, progress=False)
   return lines
 
 
@@ -88,7 +88,7 @@ def reference(fashion_mnist_dir, tmp_path_factory):
   """An uninterrupted run of the KEY config, in process."""
   workdir = tmp_path_factory.mktemp('reference')
   with pytest.MonkeyPatch.context() as m:
-    m.setattr(cli, '_write_report', lambda run_dir, log: None)
+    m.setattr(commands, 'write_report', lambda path, log: None)
     study(smoke(fashion_mnist_dir, **KEY), workdir)
   return the_run_dir(workdir)
 
@@ -182,7 +182,7 @@ def test_damaged_progress_checkpoints_fall_back(killed_twice, reference, tmp_pat
     for i, path in enumerate(hit):
       damage(path, 'truncate' if i % 2 == 0 else 'delete')
     lines = []
-    cli.resume(run_dir, log=lines.append)  # `lth resume RUN_DIR`
+    commands.resume(run_dir, log=lines.append)  # `lth resume RUN_DIR`
     text = '\n'.join(lines)
     for path in hit:
       assert f'checkpoint {path} is corrupt or incomplete' in text
@@ -266,7 +266,8 @@ def test_full_disk_keeps_finished_runs_and_rerun_completes(
 
 def test_live_lock_refuses_a_second_process(fashion_mnist_dir, tmp_path, capsys):
   config = smoke(fashion_mnist_dir)
-  run_dir = workdir.prepare(tmp_path, config)
+  run_dir = workdir.run_dir_for(tmp_path, config)
+  run_dir.mkdir(parents=True)
   sleeper = subprocess.Popen(['sleep', '30'])
   try:
     (run_dir / 'lock').write_text(f'{sleeper.pid} {socket.gethostname()}\n')
@@ -356,7 +357,7 @@ def test_divergence_is_recorded_and_only_stops_its_seed(fashion_mnist_dir, tmp_p
   assert (
     f'{100 * float(rows[1, 1, "ticket"]["test_accuracy_at_early_stop"]):.2f}' in by_arm['ticket']
   )
-  assert cli._state(run_dir, list(rows.values()), False).startswith('failed')
+  assert 'failed (diverged runs)' in commands.list_runs(tmp_path)  # `lth ls`
 
 
 # ---------------------------------------------------------------------------

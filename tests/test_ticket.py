@@ -33,8 +33,8 @@ def tiny_config(data_dir, **changes):
 @pytest.fixture(scope='module')
 def run_dir(transfer_smoke):
   """The smoke transfer's source study: LeNet-300-100 on 5 classes, θk at 20, levels 0-1."""
-  root, _ = transfer_smoke
-  return next(root.glob('transfer-smoke-source-*'))
+  source, _ = transfer_smoke
+  return source
 
 
 def checkpointed(run_dir, seed, level):
@@ -152,9 +152,9 @@ def test_study_starts_from_imported_ticket(transfer_smoke):
   from lth_jax.study import from_config, starts, workdir
   from lth_jax.study.definition import RunKey
 
-  root, _ = transfer_smoke
-  target = next(root.glob('transfer-smoke-level1-*'))
-  path = root / 'tickets' / 'smoke' / 'level_1' / 'seed_0.npz'
+  source, _ = transfer_smoke
+  target = next(source.parent.glob('transfer-smoke-source-level1-*'))
+  path = source / 'tickets' / 'level_1' / 'seed_0.npz'
   _, params, masks = ticket.load(path)
   c = workdir.load_config(target)
   assert c.ticket == str(path).replace('seed_0', 'seed_{seed}')
@@ -179,6 +179,6 @@ def test_study_starts_from_imported_ticket(transfer_smoke):
   assert float(rows[('1', 'ticket')]['weights_remaining']) == pytest.approx(
     ticket.read(path)[0]['weights_remaining']
   )
-  study.imported.path = str(root / 'other_{seed}.npz')
+  study.imported.path = str(source.parent / 'other_{seed}.npz')
   with pytest.raises(DataError, match='no ticket file'):
     study.imported(0)

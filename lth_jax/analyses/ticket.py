@@ -24,8 +24,7 @@ import numpy as np
 
 from lth_jax.core import masks as masks_lib
 from lth_jax.core import models, rewind
-from lth_jax.data import tickets
-from lth_jax.data.ticket_file import FORMAT
+from lth_jax.data import ticket_file, tickets
 from lth_jax.errors import RunError
 from lth_jax.study import artifacts, from_config, results, starts, workdir
 from lth_jax.study import config as config_lib
@@ -75,31 +74,16 @@ def unflatten(flat: dict[str, np.ndarray]) -> dict:
 # ----------------------------------------------------------------------------- the file
 
 
-def save(ticket: Ticket, path: str | os.PathLike) -> Path:
-  """Writes ``ticket`` to ``path`` (.npz); returns the path."""
+def save(ticket: Ticket, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+  """Writes ``ticket`` to ``path`` (.npz), whole or not at all; returns the path.
+
+  Raises:
+    RunError: ``path`` exists and ``overwrite`` is False.
+  """
   path = Path(path)
-  arrays, leaves = {}, []
-  for name, value in ticket.params.items():
-    mask = np.asarray(ticket.masks[name], bool)
-    if mask.all():
-      arrays[f'value/{name}'] = value
-      stored = 'dense'
-    else:
-      arrays[f'mask/{name}'] = np.packbits(mask.reshape(-1))
-      arrays[f'value/{name}'] = value.reshape(-1)[mask.reshape(-1)]
-      stored = 'packed'
-    leaves.append({
-      'name': name, 'shape': list(value.shape), 'dtype': str(value.dtype), 'stored': stored,
-      'kept': int(mask.sum()),
-    })  # fmt: skip
-  for name, value in ticket.model_state.items():
-    arrays[f'state/{name}'] = value
-  header = {**ticket.header, 'format': FORMAT, 'leaves': leaves, 'state': list(ticket.model_state)}
-  arrays['header'] = np.frombuffer(json.dumps(header).encode(), np.uint8)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with open(path, 'wb') as f:
-    np.savez_compressed(f, **arrays)
-  return path
+  if path.exists() and not overwrite:
+    raise RunError(f'{path} exists; choose another --output, or pass --force to replace it.')
+  return ticket_file.write(path, ticket.params, ticket.masks, ticket.model_state, ticket.header)
 
 
 read = tickets.read  # (header, params, masks, model_state); DataError for a bad file.

@@ -22,6 +22,9 @@ import os
 import struct
 from typing import NamedTuple
 
+import tensorflow_datasets as tfds
+from tensorflow_datasets.core.download import checksums as tfds_checksums
+
 from lth_jax.errors import DataError
 
 OVERRIDE = (
@@ -75,9 +78,6 @@ def download_checksums(name: str) -> dict[str, Known]:
   """{file name: Known} of the files ``name``'s builder downloads (sha256 and size)."""
   if name == 'cifar10':
     return dict(_CIFAR10_ARCHIVE)
-  import tensorflow_datasets as tfds
-  from tensorflow_datasets.core.download import checksums as tfds_checksums
-
   root = os.path.dirname(tfds.__file__)
   candidates = (
     os.path.join(root, 'url_checksums', f'{name}.txt'),

@@ -16,7 +16,9 @@ import dataclasses
 import os
 
 import numpy as np
+import tensorflow_datasets as tfds
 
+from lth_jax.data import tfds_builders
 from lth_jax.errors import DataError
 
 DATASETS = ('mnist', 'fashion_mnist', 'cifar10')
@@ -143,9 +145,6 @@ def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_prepared(name, data_dir, manual_dir, *, download, verify_checksums):
-  # tfds is imported here, not at module import: importing lth_jax.data.datasets stays cheap.
-  from lth_jax.data import tfds_builders
-
   builder = tfds_builders.BUILDERS[name](
     data_dir=data_dir, allow_download=download, verify_checksums=verify_checksums
   )
@@ -161,8 +160,6 @@ def prepare(builder, *, manual_dir: str | None = None) -> None:
   The raw files are found and checked (or the download host probed) first, so a
   bad file or a missing network fails before tfds starts any work.
   """
-  import tensorflow_datasets as tfds
-
   # Without its dataset_info.json a version folder is not prepared; asking tfds
   # then logs a warning, a second line on a failed command's output.
   info = os.path.join(builder.data_dir, 'dataset_info.json')
@@ -174,7 +171,14 @@ def prepare(builder, *, manual_dir: str | None = None) -> None:
     # Otherwise tfds asks GCS whether a prepared copy exists: a network call.
     try_download_gcs=False,
   )
-  builder.download_and_prepare(download_config=config, file_format='array_record')
+  shown = getattr(tfds.core.utils.tqdm_utils, '_active', True)
+  tfds.display_progress_bar(
+    False
+  )  # Our own progress says what happens; tfds' bars would add to it.
+  try:
+    builder.download_and_prepare(download_config=config, file_format='array_record')
+  finally:
+    tfds.display_progress_bar(shown)
 
 
 def select_classes(dataset: Dataset, classes) -> Dataset:

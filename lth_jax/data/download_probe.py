@@ -14,6 +14,8 @@ from __future__ import annotations
 import threading
 import urllib.parse
 
+import requests
+
 
 def unreachable(url: str, *, timeout: float = 5.0) -> str | None:
   """Why ``url``'s host does not answer; None when it does.
@@ -32,8 +34,6 @@ def unreachable(url: str, *, timeout: float = 5.0) -> str | None:
 
 
 def _head(url: str, timeout: float) -> str | None:
-  import requests
-
   try:
     with requests.Session() as session:  # A plain session: no retries.
       response = session.head(url, timeout=timeout, allow_redirects=False)
@@ -63,8 +63,6 @@ def _reason(error: BaseException) -> str:
 
 def _where(url: str) -> str:
   """'host:port', and ' (the proxy for HOST)' after the proxy's when requests would use one."""
-  import requests
-
   parts = urllib.parse.urlsplit(url)
   host = parts.hostname or ''
   proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))

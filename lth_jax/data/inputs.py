@@ -11,6 +11,7 @@ of the training arrays by size (their LAST examples, as the paper holds out
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 
 import jax
@@ -153,8 +154,6 @@ def labels_fit(num_logits: int, inputs: Inputs, model_name: str) -> None:
 
 def digest(arrays: Sequence[np.ndarray]) -> str:
   """A short content hash of arrays (for a study's identity)."""
-  import hashlib
-
   h = hashlib.sha256()
   for a in arrays:
     a = np.ascontiguousarray(np.asarray(a))

@@ -21,6 +21,38 @@ import numpy as np
 FORMAT = 'lth_jax.ticket/1'
 
 
+def write(path, params: dict, masks: dict, model_state: dict, header: dict):
+  """Writes a ticket (flat {leaf name: array} dicts and its header) to ``path``, atomically:
+  a temporary file beside it, renamed over it once complete. Returns ``path``."""
+  arrays, leaves = {}, []
+  for name, value in params.items():
+    value = np.asarray(value)
+    mask = np.asarray(masks[name], bool)
+    if mask.all():
+      arrays[f'value/{name}'] = value
+      stored = 'dense'
+    else:
+      arrays[f'mask/{name}'] = np.packbits(mask.reshape(-1))
+      arrays[f'value/{name}'] = value.reshape(-1)[mask.reshape(-1)]
+      stored = 'packed'
+    leaves.append({
+      'name': name, 'shape': list(value.shape), 'dtype': str(value.dtype), 'stored': stored,
+      'kept': int(mask.sum()),
+    })  # fmt: skip
+  for name, value in model_state.items():
+    arrays[f'state/{name}'] = np.asarray(value)
+  full = {**header, 'format': FORMAT, 'leaves': leaves, 'state': list(model_state)}
+  arrays['header'] = np.frombuffer(json.dumps(full).encode(), np.uint8)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = f'{path}.partial'
+  with open(tmp, 'wb') as f:
+    np.savez_compressed(f, **arrays)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+  return path
+
+
 def read(path: str | os.PathLike):
   """(header, params, masks, model_state) of a ticket file: flat dicts of numpy arrays.
 

@@ -119,6 +119,10 @@ def by_arm(stats: Sequence[ArmStats]) -> dict[str, list[ArmStats]]:
   return {arm: [s for s in stats if s.arm == arm] for arm in arms}
 
 
+# The weights remaining of the LTH paper's training-curve figure (its Figure 3).
+PAPER_CURVE_REMAINING = (0.513, 0.211, 0.070)
+
+
 def select_curve_levels(
   remaining: dict[int, float], max_levels: int = 4, targets: Sequence[float] | None = None
 ) -> list[int]:
@@ -127,13 +131,10 @@ def select_curve_levels(
   Args:
     remaining: {level: fraction of weights remaining}.
     max_levels: how many levels to return at most.
-    targets: weights remaining worth showing (default: the LTH paper's 51.3/21.1/7.0%,
-      ``experiments.lenet300.PAPER['curve_remaining']``).
+    targets: weights remaining worth showing (default: the LTH paper's 51.3/21.1/7.0%).
   """
   if targets is None:
-    from experiments.lenet300 import PAPER
-
-    targets = PAPER['curve_remaining']
+    targets = PAPER_CURVE_REMAINING
   levels = sorted(remaining)
   if len(levels) <= max_levels:
     return levels

@@ -23,7 +23,7 @@ from lth_jax.report.analysis import ArmStats, Run, by_arm, config_value, load_ru
 from lth_jax.report.document import Doc, num, pct_label
 from lth_jax.report.write import render
 from lth_jax.study import results
-from lth_jax.study.runner import STUDY_JSON
+from lth_jax.study.workdir import STUDY_JSON
 
 ARM_STYLES = ('-', '--', ':', '-.')
 

@@ -55,7 +55,7 @@ def section_header(run: Run, doc: Doc):
     'Means and ± values are the mean and sample standard deviation over seeds; diverged '
     'trainings are counted but excluded from every mean, error bar and curve.'
   )
-  paper = paper_reference(c)
+  paper = paper_reference(run.run_dir)
   if paper is not None:
     doc.heading(f'Paper reference ({paper["title"]})', 3)
     doc.items(paper['findings'])
@@ -197,7 +197,7 @@ def _curve_levels(run: Run) -> list[int]:
   remaining = run.remaining
   if run.curve_levels:
     return [lv for lv in run.curve_levels if lv in remaining]
-  paper = paper_reference(run.config) or {}
+  paper = paper_reference(run.run_dir) or {}
   return select_curve_levels(remaining, targets=paper.get('curve_remaining'))
 
 

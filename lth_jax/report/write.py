@@ -10,11 +10,12 @@ from pathlib import Path
 from lth_jax.report import sections, weight_sections
 from lth_jax.report.analysis import Run, config_value, load_run
 from lth_jax.report.document import Doc, to_html, to_markdown
-from lth_jax.report.figures import FIGURE_NAMES
+from lth_jax.study import stages, workdir
 
 Section = Callable[[Run, Doc], None]
 
-# The report's sections, in order: (name, function(run, doc)). Add a section with one line here.
+# IMP's sections, in order: (name, function(run, doc)). Add a section with one line here; a
+# later stage brings its own (``Stage.sections``), drawn after these when its config wants it.
 SECTIONS: list[tuple[str, Section]] = [
   ('header', sections.section_header),
   ('accuracy', sections.section_accuracy),
@@ -24,6 +25,16 @@ SECTIONS: list[tuple[str, Section]] = [
   ('initial weights', weight_sections.section_init),
   ('mask overlap', weight_sections.section_overlap),
 ]
+
+
+def sections_of(run_dir: Path) -> list[tuple[str, Section]]:
+  """The sections of the stages the study's config wants (IMP's alone without a config)."""
+  try:
+    wanted = stages.wanted(workdir.load_config(run_dir))
+  except Exception:  # No readable config: a directory made in Python, or a damaged one.
+    return list(SECTIONS)
+  chosen = list(SECTIONS) if any(s.name == 'imp' for s in wanted) else [SECTIONS[0]]
+  return chosen + [section for stage in wanted for section in stage.sections]
 
 
 def run_section(name: str, section: Section, run: Run, doc: Doc) -> bool:
@@ -57,7 +68,8 @@ def write_report(
     run_dir: a finished or partially finished run directory.
     curve_levels: levels shown in the training-curve figure (default: up to four,
       including the paper's 51.3/21.1/7.0% remaining when present).
-    sections: (name, function(run, doc)) pairs to draw instead of ``SECTIONS``.
+    sections: (name, function(run, doc)) pairs to draw instead of those of the
+      study's stages (``SECTIONS`` for IMP, then each later stage's).
 
   Returns:
     The path of ``index.html``.
@@ -65,9 +77,9 @@ def write_report(
   run = load_run(run_dir)
   run.curve_levels = curve_levels
   run.out_dir.mkdir(parents=True, exist_ok=True)
-  for name in FIGURE_NAMES:  # A figure skipped now must not survive from an earlier report.
-    (run.out_dir / name).unlink(missing_ok=True)
+  for old in run.out_dir.glob('*.png'):  # A figure skipped now must not survive from before.
+    old.unlink()
   doc = Doc()
-  for name, section in SECTIONS if sections is None else sections:
+  for name, section in sections_of(run.run_dir) if sections is None else sections:
     run_section(name, section, run, doc)
   return render(doc, run.out_dir, f'LTH report: {config_value(run.config, "name")}')

@@ -6,6 +6,7 @@ what is allowed, so a typo fails in a second rather than after hours of work.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -16,8 +17,9 @@ import ml_collections
 import lth_jax.arms as arms_lib
 from lth_jax.arms import at_init
 from lth_jax.core import criteria, models
-from lth_jax.data import datasets as data
+from lth_jax.data import datasets
 from lth_jax.errors import ConfigError
+from lth_jax.study import rules
 
 # Keys that change how a study runs but not its results: left out of the hash
 # that names the run directory, so a study can be resumed with other settings.
@@ -26,6 +28,10 @@ EXECUTION_KEYS = ('parallel', 'max_parallel_runs', 'checkpoint_every', 'checkpoi
 # also left out, so a finished study grows in place and trains only the new runs.
 GROWTH_KEYS = ('num_levels', 'num_seeds', 'arms')
 LOCATION_KEYS = ('data.data_dir', 'data.download')
+# Keys that only ask for later stages whose tables sit beside the study's own (the pairs of
+# linear mode connectivity, the transfer of its tickets): left out too, so asking for them
+# reuses the study's finished runs.
+STAGE_KEYS = ('lmc.pairs', 'transfer.levels', 'transfer.data', 'transfer.classes', 'transfer.arms')
 # Training-set sizes before the validation split, to check sizes up front.
 TRAIN_SIZES = {'mnist': 60_000, 'fashion_mnist': 60_000, 'cifar10': 50_000}
 TEST_SIZES = {'mnist': 10_000, 'fashion_mnist': 10_000, 'cifar10': 10_000}
@@ -69,15 +75,24 @@ def default_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 0
   c.checkpoint_seconds = 60.0
   c.lmc = lmc_defaults()
+  c.transfer = ml_collections.ConfigDict(dict(TRANSFER_DEFAULTS))
   # Tickets that travel (README): a ticket file to start pruned levels from, a class subset.
   c.ticket = ''
   c.data.classes = ()
   return c
 
 
-# Linear mode connectivity (``lth_jax.analyses.lmc_study``): a study with ``lmc.rewind_steps`` runs IMP
-# with rewinding to each k and measures the instability of its networks at ``lmc.levels``.
-LMC_DEFAULTS = {'rewind_steps': (), 'levels': (0,), 'num_alphas': 31, 'bn_recompute': True}
+# Linear mode connectivity (``lth_jax.analyses.lmc_stage``): ``lmc.pairs`` measures the
+# instability of a study's networks at ``lmc.levels``; ``lmc.rewind_steps`` sweeps the rewind
+# step: a study per k, each with its pairs.
+LMC_DEFAULTS = {
+  'rewind_steps': (), 'levels': (0,), 'num_alphas': 31, 'bn_recompute': True, 'pairs': False,
+}  # fmt: skip
+# Tickets that travel (``lth_jax.analyses.transfer``): the source levels whose tickets are
+# trained on a target task, and that task.
+TRANSFER_DEFAULTS = {
+  'levels': (), 'data': '', 'classes': (), 'arms': 'ticket,reinit,random_prune',
+}  # fmt: skip
 
 
 def lmc_defaults() -> ml_collections.ConfigDict:
@@ -94,6 +109,7 @@ DEFAULT_ONLY = {
   'pruning.criterion': criteria.DEFAULT,
   **{f'at_init.{k}': v for k, v in at_init.AT_INIT_DEFAULTS.items()},
   **{f'lmc.{key}': value for key, value in LMC_DEFAULTS.items()},
+  **{f'transfer.{key}': value for key, value in TRANSFER_DEFAULTS.items()},
 }
 
 
@@ -167,7 +183,7 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     'model.name': (lambda v: isinstance(v, str) and v in models.MODELS, lambda: f'one of {sorted(models.MODELS)}'),
   'model.init': _choice({models.DEFAULT_INIT, *models.INITS}),
     'model.dropout': _rate(),
-    'data.name': _choice(set(data.DATASETS)),
+    'data.name': _choice(set(datasets.DATASETS)),
     'data.validation_size': _int(1),
     'data.train_size': _int(0),
     'data.test_size': _int(0),
@@ -213,6 +229,11 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
   'lmc.levels': (lambda v: _int_tuple(v) and len(v) > 0, 'a non-empty tuple of levels >= 0'),
   'lmc.num_alphas': _int(2, 10_001),
   'lmc.bn_recompute': _BOOL,
+  'lmc.pairs': _BOOL,
+  'transfer.levels': (lambda v: _int_tuple(v) and all(x > 0 for x in v), 'a tuple of source levels >= 1'),
+  'transfer.data': (lambda v: v == '' or v in datasets.DATASETS, lambda: f"'' (the source's) or one of {sorted(datasets.DATASETS)}"),
+  'transfer.classes': (lambda v: v == () or v == [] or _classes(v), 'a tuple of at least 2 distinct class numbers in [0, 10), or () for all'),
+  'transfer.arms': (_arms, lambda: f'a comma-separated list of distinct arms from {list(arms_lib.names())}'),
   'checkpoint_seconds': ((lambda v: _is_num(v) and 0 <= v <= 1e6), 'a number of seconds in [0, 1e6] (0: never)'),
   'ticket': (_STR[0], "a ticket file from `lth export` ('{seed}' in it: each seed's), or '' for none"),
   'data.classes': (_classes, 'a tuple of at least 2 distinct class numbers in [0, 10), or () for all'),
@@ -229,19 +250,8 @@ def flatten(tree: Mapping, prefix: str = '') -> dict[str, Any]:
   return flat
 
 
-def _show(value, limit: int = 80) -> str:
-  """A value's repr on one short line (huge ints and long strings included)."""
-  try:
-    text = repr(value)
-  except Exception:  # repr of an int beyond Python's digit limit raises ValueError.
-    text = f'<{type(value).__name__}>'
-  text = ' '.join(text.split())
-  return text if len(text) <= limit else text[: limit - 3] + '...'
-
-
 def _error(key, value, allowed):
-  allowed = allowed() if callable(allowed) else allowed
-  return ConfigError(f'config.{key}={_show(value)} is not allowed: expected {allowed}.')
+  return rules.not_allowed(f'config.{key}', value, allowed() if callable(allowed) else allowed)
 
 
 def validate(config) -> None:
@@ -251,7 +261,7 @@ def validate(config) -> None:
   flat = flatten(config.to_dict() if hasattr(config, 'to_dict') else config)
   for key in flat:
     if key not in SCHEMA:
-      name = key if key.isprintable() and len(key) <= 80 else _show(key)
+      name = key if key.isprintable() and len(key) <= 80 else rules.show(key)
       raise ConfigError(f'config.{name} is not a known key; known keys: {", ".join(SCHEMA)}.')
   for key, (check, allowed) in SCHEMA.items():
     if key not in flat:
@@ -262,8 +272,17 @@ def validate(config) -> None:
 
 
 def _check_relations(c: dict[str, Any]) -> None:
-  if c['rewind_step'] >= c['num_steps']:
-    raise _error('rewind_step', c['rewind_step'], f'an iteration before num_steps={c["num_steps"]}')
+  rules.check_schedule(
+    num_steps=c['num_steps'], eval_every=c['eval_every'], rewind_step=c['rewind_step'],
+    num_levels=c['num_levels'], checkpoint_every=c['checkpoint_every'],
+    curve_every=c['curve_every'], prefix='config.',
+  )  # fmt: skip
+  if c['seed'] + c['num_seeds'] > 2**32:
+    raise _error(
+      'seed',
+      c['seed'],
+      f'seed + num_seeds <= 2**32 (num_seeds={c["num_seeds"]}): the seeds random keys tell apart',
+    )
   available = c['data.train_size'] or TRAIN_SIZES[c['data.name']]
   if c['data.train_size'] > TRAIN_SIZES[c['data.name']]:
     raise _error(
@@ -290,14 +309,6 @@ def _check_relations(c: dict[str, Any]) -> None:
       c['batch_size'],
       f'at most the {train_size} training examples left after validation',
     )
-  if c['curve_every'] % c['eval_every']:
-    raise _error(
-      'curve_every', c['curve_every'], f'0 or a multiple of eval_every={c["eval_every"]}'
-    )
-  if c['checkpoint_every'] % c['eval_every']:
-    raise _error(
-      'checkpoint_every', c['checkpoint_every'], f'0 or a multiple of eval_every={c["eval_every"]}'
-    )
   _check_lmc(c)
   if c['pruning.strategy'] == 'global' and c['pruning.rate'] == 0 and c['num_levels'] > 0:
     raise _error('pruning.rate', 0.0, 'a positive rate for global pruning')  # fmt: skip
@@ -310,8 +321,13 @@ def _check_lmc(c: dict[str, Any]) -> None:
       'lmc.rewind_steps', c['lmc.rewind_steps'], f'iterations before num_steps={c["num_steps"]}'
     )
   deep = [level for level in c['lmc.levels'] if level > c['num_levels']]
-  if c['lmc.rewind_steps'] and deep:
+  if (c['lmc.rewind_steps'] or c['lmc.pairs']) and deep:
     raise _error('lmc.levels', c['lmc.levels'], f'levels up to num_levels={c["num_levels"]}')
+  deep = [level for level in c['transfer.levels'] if level > c['num_levels']]
+  if deep:
+    raise _error(
+      'transfer.levels', c['transfer.levels'], f'levels up to num_levels={c["num_levels"]}'
+    )
 
 
 def parallel_mode(config) -> str:
@@ -327,7 +343,10 @@ def arms_of(config) -> list[str]:
 
 
 # Keys whose values are tuples in the schema (JSON reads them back as lists).
-TUPLE_KEYS = ('optimizer.milestones', 'lmc.rewind_steps', 'lmc.levels', 'data.classes')
+TUPLE_KEYS = (
+  'optimizer.milestones', 'lmc.rewind_steps', 'lmc.levels', 'data.classes', 'transfer.levels',
+  'transfer.classes',
+)  # fmt: skip
 
 
 def with_new_keys(config):
@@ -367,9 +386,7 @@ def _at_default(key: str, value) -> bool:
 
 def study_hash(config) -> str:
   """Names a study's results: the config less the keys that do not change them."""
-  import hashlib
-
-  left_out = (*EXECUTION_KEYS, *GROWTH_KEYS, *LOCATION_KEYS)
+  left_out = (*EXECUTION_KEYS, *GROWTH_KEYS, *LOCATION_KEYS, *STAGE_KEYS)
   d = {k: v for k, v in flatten(config.to_dict()).items() if k not in left_out}
   d = {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
   d = {k: v for k, v in d.items() if not _at_default(k, v)}

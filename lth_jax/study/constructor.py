@@ -18,6 +18,7 @@ from lth_jax.core import train as train_lib
 from lth_jax.core.plan import make_plan
 from lth_jax.data import inputs as inputs_lib
 from lth_jax.errors import ConfigError
+from lth_jax.study import rules
 from lth_jax.study.definition import Execution, Study, seed_keys
 from lth_jax.training import parallel as parallel_lib
 
@@ -110,11 +111,11 @@ def make_study(
   settings = _at_init(at_init)
   arms = _arms(arms)
   seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
-  _check_schedule(num_steps, eval_every, rewind_step, num_levels, checkpoint_every, seeds)
-  if curve_every < 0 or curve_every % eval_every:
-    raise ConfigError(
-      f'curve_every={curve_every} is not allowed: expected 0 or a multiple of eval_every={eval_every}.'
-    )
+  rules.check_schedule(
+    num_steps=num_steps, eval_every=eval_every, rewind_step=rewind_step, num_levels=num_levels,
+    checkpoint_every=checkpoint_every, curve_every=curve_every,
+  )  # fmt: skip
+  rules.check_seeds(seeds)
   _check_choice('init', init, (models.DEFAULT_INIT, *models.INITS))
   _check_choice('rewind_optimizer', rewind_optimizer, rewind_lib.REWIND_OPTIMIZER)
   _check_choice('parallel', str(parallel).lower(), parallel_lib.MODES)
@@ -194,23 +195,7 @@ def _at_init(at_init) -> at_init_lib.Settings:
 
 def _check_choice(name, value, options):
   if value not in options:
-    raise ConfigError(f'{name}={value!r} is not allowed: expected one of {list(options)}.')
-
-
-def _check_schedule(num_steps, eval_every, rewind_step, num_levels, checkpoint_every, seeds):
-  checks = [
-    (num_steps >= 1, 'num_steps', num_steps, 'at least 1'),
-    (eval_every >= 1, 'eval_every', eval_every, 'at least 1'),
-    (0 <= rewind_step < num_steps, 'rewind_step', rewind_step, f'an iteration before num_steps={num_steps}'),
-    (num_levels >= 0, 'num_levels', num_levels, '0 or more'),
-    (checkpoint_every >= 0 and checkpoint_every % eval_every == 0, 'checkpoint_every',
-     checkpoint_every, f'0 or a multiple of eval_every={eval_every}'),
-    (bool(seeds) and len(set(seeds)) == len(seeds) and min(seeds) >= 0, 'seeds', seeds,
-     'distinct non-negative integers'),
-  ]  # fmt: skip
-  for ok, name, value, expected in checks:
-    if not ok:
-      raise ConfigError(f'{name}={value!r} is not allowed: expected {expected}.')
+    raise rules.not_allowed(name, value, f'one of {list(options)}')
 
 
 def _runs_per_call(study: Study, requested: int) -> int:

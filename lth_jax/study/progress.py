@@ -9,27 +9,12 @@ Both print when the first training step is done, and how long after start.
 
 from __future__ import annotations
 
-import importlib
 import sys
 import time
 
 from tqdm.auto import tqdm
 
-from lth_jax import STARTED
-
-
-def write_figures(log, what: str, module: str, function: str, run_dir) -> None:
-  """Draws a run's ``what`` (its report, its figures) with ``module.function(run_dir)`` and
-  logs where; without a plotting library, nothing. A figure must never cost the results:
-  a failure is a logged warning."""
-  try:
-    draw = getattr(importlib.import_module(module), function)
-  except ImportError:
-    return
-  try:
-    log(f'{what}: {draw(run_dir)}')
-  except Exception as e:
-    log(f'warning: the {what} could not be written ({type(e).__name__}: {e})')
+from lth_jax.started import STARTED
 
 
 class _FirstStep:

@@ -11,8 +11,8 @@ from lth_jax.study.results import arm_rank, is_diverged, mean_std
 def level_table(rows: Iterable[Mapping]) -> str:
   """Per level and arm: weights remaining, early-stop iteration, test accuracy there.
 
-  Means over seeds (± sample standard deviation, ``results.mean_std``); diverged runs are
-  left out of the means and counted in their own column.
+  Means over seeds (± sample standard deviation, ``results.mean_std``, shown from two seeds
+  on); diverged runs are left out of the means and counted in their own column.
   """
   groups: dict[tuple[int, str], list[Mapping]] = defaultdict(list)
   for r in rows:
@@ -27,8 +27,11 @@ def level_table(rows: Iterable[Mapping]) -> str:
     stop = mean_std([float(r['early_stop_step']) for r in ok])
     acc = mean_std([100 * float(r['test_accuracy_at_early_stop']) for r in ok])
     remaining = 100 * float(members[0]['weights_remaining'])
+    spread = len(ok) > 1  # One value has no sample standard deviation: no ± then.
+    stop_text = f'{stop[0]:>8.0f}' + (f' ± {stop[1]:<4.0f}' if spread else ' ' * 7)
+    acc_text = f'{acc[0]:>13.2f}' + (f' ± {acc[1]:.2f}' if spread else ' ' * 7)
     lines.append(
-      f'{level:>5}  {remaining:>8.1f}%  {arm:<12} {stop[0]:>8.0f} ± {stop[1]:<4.0f}  '
-      f'{acc[0]:>13.2f} ± {acc[1]:.2f} %  {len(ok):>5}  {len(members) - len(ok):>8}'
+      f'{level:>5}  {remaining:>8.1f}%  {arm:<12} {stop_text}  {acc_text} %  {len(ok):>5}  '
+      f'{len(members) - len(ok):>8}'
     )
   return '\n'.join(lines)
