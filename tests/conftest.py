@@ -78,20 +78,32 @@ def subprocess_env(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
-def transfer_smoke(fashion_mnist_dir, tmp_path_factory):
-  """``experiments/transfer.py``'s smoke variant, run once: (source directory, rows of its
-  transfer.csv); the target studies are beside the source.
+def smoke_run(fashion_mnist_dir, tmp_path_factory):
+  """``smoke_run(name) -> (workdir, printed lines)``: ``lth run`` of an experiment's smoke
+  variant (``tests/smoke.py``), once per session, shared by the golden check and the
+  end-to-end tests (they read it; a test that changes it runs its own)."""
+  from smoke import run_variant
 
-  Its source study rewinds to θk and has a reinit arm; its target study imports tickets.
-  """
-  from experiments import transfer
-  from lth_jax import commands
+  done = {}
+
+  def run(name: str):
+    if name not in done:
+      workdir = tmp_path_factory.mktemp(f'smoke_{name}') / 'runs'
+      workdir.mkdir()
+      done[name] = (workdir, run_variant(name, workdir, fashion_mnist_dir))
+    return done[name]
+
+  return run
+
+
+@pytest.fixture(scope='session')
+def transfer_smoke(smoke_run):
+  """``experiments/transfer.py``'s smoke variant: (source directory, rows of its
+  transfer.csv); the target studies are beside the source."""
   from lth_jax.study import results
 
-  root = tmp_path_factory.mktemp('transfer')
-  config = transfer.get_config('smoke')
-  config.data.data_dir = fashion_mnist_dir
-  source = commands.run(config, root, log=lambda m: None, progress=False)
+  workdir, _ = smoke_run('transfer')
+  source = next(workdir.glob('transfer-smoke-source-??????????'))
   rows = [
     {k: int(v) if k in ('source_level', 'seeds') else float(v) for k, v in r.items()}
     for r in results.read_rows(source / 'transfer.csv')

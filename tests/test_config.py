@@ -15,8 +15,6 @@ from lth_jax import cli
 from lth_jax.study import config as config_lib
 from lth_jax.study import workdir
 
-pytestmark = pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
-
 
 def smoke():
   return lenet300.get_config('smoke')

@@ -24,7 +24,6 @@ from lth_jax.study import config as config_lib
 from lth_jax.study import from_config
 
 # ml_collections loads --config files with the deprecated importlib API.
-pytestmark = pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
 FASHION_DIR = '/usr/share/datasets/fashion-mnist'
 needs_fashion = pytest.mark.skipif(
   not os.path.isdir(FASHION_DIR),

@@ -16,7 +16,6 @@ from processes import TABLES, flags_of, kill_when, lth, progress_checkpoints
 
 from lth_jax.study import results
 
-pytestmark = pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
 KEY = {
   'num_levels': 1,
   'num_seeds': 2,

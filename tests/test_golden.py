@@ -2,10 +2,10 @@
 
 ``tests/golden/<variant>/`` holds the result tables (summary, curves, layers,
 instability, interpolation, transfer) that the smoke variants wrote, each
-variant run through the public ``lth run`` command with ``parallel=false``.
-A change that only moves code (refactors, new layers, new arms) must leave them
-byte for byte as they are; a change that means to alter results regenerates
-them on purpose, and says why in its commit:
+variant run through the public ``lth run`` command with ``parallel=false``
+(``tests/smoke.py``). A change that only moves code (refactors, new layers, new
+arms) must leave them byte for byte as they are; a change that means to alter
+results regenerates them on purpose, and says why in its commit:
 
     .venv/bin/python tests/test_golden.py           # rewrites tests/golden/
 
@@ -25,23 +25,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from smoke import REPO, VARIANTS, run_variant
 
-REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / 'tests' / 'golden'
 TABLES = (
   'summary.csv', 'curves.csv', 'layers.csv', 'instability.csv', 'interpolation.csv',
   'transfer.csv',
 )  # fmt: skip
-# (experiment module, variant); the slow ones are checked with -m slow.
-VARIANTS = {
-  'lenet300': ('lenet300', 'smoke'),
-  'lmc': ('lmc', 'smoke'),
-  'prune_early': ('prune_early', 'smoke'),
-  'init_schemes': ('init_schemes', 'smoke'),
-  'transfer': ('transfer', 'smoke'),
-  'conv': ('conv', 'smoke'),
-}
-SLOW = ('conv',)
+SLOW = ('conv',)  # Checked with -m slow.
 
 
 def versions() -> dict:
@@ -54,22 +45,6 @@ def versions() -> dict:
     'machine': platform.machine(),
     'python': platform.python_version_tuple()[0] + '.' + platform.python_version_tuple()[1],
   }
-
-
-def run_variant(name: str, workdir: Path, data_dir: str) -> None:
-  """Runs the smoke variant ``name`` into ``workdir`` as a user would (the ``lth`` command)."""
-  from lth_jax import cli
-
-  module, variant = VARIANTS[name]
-  config = REPO / 'experiments' / f'{module}.py'
-  try:
-    cli.main([
-      'lth', 'run', f'--config={config}:{variant}', f'--workdir={workdir}',
-      '--config.parallel=false', f'--config.data.data_dir={data_dir}',
-    ])  # fmt: skip
-  except SystemExit as e:  # absl's app.run ends with sys.exit, 0 when all went well.
-    if e.code not in (0, None):
-      raise
 
 
 def tables_of(workdir: Path) -> dict[str, bytes]:
@@ -97,15 +72,12 @@ def recorded():
   return saved
 
 
-# ml_collections loads the config file with a method Python 3.12 removes.
-@pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
 @pytest.mark.parametrize(
   'name', [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in VARIANTS]
 )
-def test_smoke_results_are_byte_identical(name, recorded, fashion_mnist_dir, tmp_path, monkeypatch):
-  monkeypatch.chdir(tmp_path)  # Nothing a variant writes lands in the repository.
-  run_variant(name, tmp_path / 'runs', fashion_mnist_dir)
-  got = tables_of(tmp_path / 'runs')
+def test_smoke_results_are_byte_identical(name, recorded, smoke_run):
+  workdir, _ = smoke_run(name)
+  got = tables_of(workdir)
   want = {
     p.relative_to(GOLDEN / name).as_posix(): p.read_bytes() for p in (GOLDEN / name).rglob('*.csv')
   }
@@ -123,7 +95,8 @@ def main() -> None:
     data.load('fashion_mnist', validation_size=5000, data_dir=data_dir)
     shutil.rmtree(GOLDEN, ignore_errors=True)
     for name in VARIANTS:
-      workdir = Path(tmp) / name
+      workdir = Path(tmp) / name / 'runs'
+      workdir.mkdir(parents=True)
       run_variant(name, workdir, data_dir)
       for rel, content in tables_of(workdir).items():
         out = GOLDEN / name / rel

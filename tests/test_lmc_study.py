@@ -58,18 +58,17 @@ def test_every_variant_is_a_valid_config():
     lmc.get_config('mnist')
 
 
-def test_smoke_variant_end_to_end_and_resumed(fashion_mnist_dir, tmp_path):
+def test_smoke_variant_end_to_end_and_resumed(fashion_mnist_dir, smoke_run):
   from lth_jax import commands, report
   from lth_jax.analyses import lmc as lmc_lib
   from lth_jax.analyses import lmc_sections
   from lth_jax.study.results import read_rows
 
+  tmp_path, logged = smoke_run('lmc')  # `lth run --config=experiments/lmc.py:smoke`.
+  (lmc_dir,) = tmp_path.glob('lmc-smoke-*')
   config = lmc.get_config('smoke')
   config.data.data_dir = fashion_mnist_dir
   config.parallel = 'false'
-  logged = []
-  lmc_dir = commands.run(config, tmp_path, log=logged.append, progress=False)
-  assert lmc_dir.name.startswith('lmc-smoke-')
   instability = (lmc_dir / 'instability.csv').read_text().splitlines()
   assert instability[0] == (
     'seed,level,weights_remaining,rewind_step,error_a,error_b,max_path_error,instability'
@@ -103,8 +102,8 @@ def test_smoke_variant_end_to_end_and_resumed(fashion_mnist_dir, tmp_path):
   assert 'finished' in commands.list_runs(lmc_dir)  # Each rewind_<k>/ is an ordinary run.
   # Run again: every IMP run and every pair is already there; nothing is recomputed.
   before = (lmc_dir / 'instability.csv').read_text()
-  logged.clear()
-  commands.run(config, tmp_path, log=logged.append, progress=False)
+  logged = []
+  assert commands.run(config, tmp_path, log=logged.append, progress=False) == lmc_dir
   assert (lmc_dir / 'instability.csv').read_text() == before
   assert not [line for line in logged if line.startswith(('k=', 'done:'))]
 

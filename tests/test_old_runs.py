@@ -13,9 +13,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
 from fake_data import tiny_study
-from test_golden import GOLDEN, run_variant
+from smoke import run_variant
+from test_golden import GOLDEN
 
 import lth_jax
 from lth_jax.study import results
@@ -24,7 +24,6 @@ FIXTURES = Path(__file__).resolve().parent / 'fixtures' / 'made_before_layers'
 LENET = 'lenet300-smoke-8f7c7a3359'
 
 
-@pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
 def test_a_config_run_directory_made_before_grows_into_todays_study(
   fashion_mnist_dir, tmp_path, monkeypatch
 ):

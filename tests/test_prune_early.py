@@ -5,8 +5,8 @@ import pytest
 from experiments import prune_early
 from lth_jax import arms
 from lth_jax.study import config as config_lib
-from lth_jax.study import levels
-from lth_jax.study.from_config import from_config
+from lth_jax.study import results
+from lth_jax.study import workdir as workdir_lib
 
 
 @pytest.mark.parametrize('variant', ['lenet300', 'conv2', 'resnet20', 'smoke'])
@@ -25,16 +25,15 @@ def test_every_arm_has_a_label_in_the_report():
   assert all(arms.label(a) != a for a in arms.names())  # Every arm has its own label.
 
 
-def test_smoke_runs_end_to_end(fashion_mnist_dir, fashion_mnist):
+def test_smoke_runs_end_to_end(smoke_run):
+  workdir, _ = smoke_run('prune_early')  # `lth run --config=experiments/prune_early.py:smoke`.
   config = prune_early.get_config('smoke')
-  config.data.data_dir = fashion_mnist_dir
-  study = from_config(config, dataset=fashion_mnist)
-  rows = levels.train_levels(study).summary
-  assert [(r['level'], r['arm']) for r in rows] == [(0, 'ticket')] + [
+  rows = results.read_rows(workdir / workdir_lib.run_dir_for(workdir, config).name / 'summary.csv')
+  assert [(int(r['level']), r['arm']) for r in rows] == [(0, 'ticket')] + [
     (1, a) for a in config_lib.arms_of(config)
   ]
-  level_1 = {r['arm']: r for r in rows if r['level'] == 1}
+  level_1 = {r['arm']: r for r in rows if r['level'] == '1'}
   assert len({r['weights_remaining'] for r in level_1.values()}) == 1  # The ticket's sparsity.
-  assert all(r['collapsed_layers'] == '' and r['diverged'] == 0 for r in rows)
-  assert level_1['supermask']['early_stop_step'] == 0
-  assert all(0 <= r['test_accuracy_at_early_stop'] <= 1 for r in rows)
+  assert all(r['collapsed_layers'] == '' and r['diverged'] == '0' for r in rows)
+  assert level_1['supermask']['early_stop_step'] == '0'
+  assert all(0 <= float(r['test_accuracy_at_early_stop']) <= 1 for r in rows)

@@ -29,7 +29,6 @@ from lth_jax.study import checkpoint, levels, results, workdir
 from lth_jax.training import fit as fit_lib
 
 # ml_collections loads --config files with the deprecated importlib API.
-pytestmark = pytest.mark.filterwarnings('ignore:the load_module:DeprecationWarning')
 REPO = Path(__file__).resolve().parents[1]
 # Long enough levels that a kill lands mid-level: 9 mid-level checkpoints per run.
 KEY = {'num_levels': 1, 'num_steps': 400, 'eval_every': 20, 'checkpoint_every': 40}
