@@ -14,7 +14,10 @@ Run `lth COMMAND --help` for what a command does and its options.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 import ml_collections
@@ -145,13 +148,23 @@ def main(argv=None):
 
 
 def _guarded(fn) -> None:
-  """Runs ``fn``; a user-facing error becomes one ``lth: error:`` line and exit status 1."""
+  """Runs ``fn``; any error becomes one ``lth: error:`` line and exit status 1. An error of
+  ours says what is wrong and the fix; any other names its type, and where its traceback is."""
   try:
     fn()
   except ERRORS as e:
-    message = ' '.join(line.strip() for line in str(e).splitlines() if line.strip())
-    print(f'lth: error: {message}', file=sys.stderr)
+    print(f'lth: error: {_one_line(e)}', file=sys.stderr)
     sys.exit(1)
+  except Exception as e:  # Unforeseen: one line, and the full traceback in a file.
+    fd, path = tempfile.mkstemp(prefix='lth-error-', suffix='.txt')
+    with os.fdopen(fd, 'w') as f:
+      traceback.print_exc(file=f)
+    print(f'lth: error: {type(e).__name__}: {_one_line(e)} (traceback: {path})', file=sys.stderr)
+    sys.exit(1)
+
+
+def _one_line(error: BaseException) -> str:
+  return ' '.join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
 def _parse_flags(argv):

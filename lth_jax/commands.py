@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import jax
@@ -41,6 +42,8 @@ def run(config, workdir_path, *, log=print, progress: bool | None = None, refere
   log(f'loading {config.data.name} ...')
   # Before the directory exists: bad data or no network leaves no empty directory behind.
   dataset = from_config.load_data(config)
+  for note in dataset.notes:
+    log(f'note: {note}')
   path = workdir.run_dir_for(workdir_path, config)
   stages.run_stages(config, path, dataset=dataset, log=log, progress=progress)
   for stage in stages.wanted(config):
@@ -126,19 +129,48 @@ def compare(run_dirs, *, output, labels=None) -> Path:
   return compare_lib.write_comparison(run_dirs, output=output, labels=labels)
 
 
-def use_compilation_cache() -> None:
+def use_compilation_cache(log=None) -> None:
   """Keeps compiled programs across `lth` processes (a rerun or resume starts in seconds).
 
-  $JAX_COMPILATION_CACHE_DIR wins; otherwise ~/.cache/lth_jax/jax ($LTH_CACHE_DIR/jax).
-  LTH_COMPILATION_CACHE=0 turns it off.
+  $JAX_COMPILATION_CACHE_DIR wins; otherwise ~/.cache/lth_jax/jax ($LTH_CACHE_DIR/jax),
+  created private (0700). LTH_COMPILATION_CACHE=0 turns it off. The cache holds programs
+  that are loaded and run: a directory that other users can write to is not used (with one
+  line saying so).
   """
+  log = log or (lambda message: print(message, file=sys.stderr))
   if os.environ.get('LTH_COMPILATION_CACHE', '1') == '0':
+    jax.config.update('jax_enable_compilation_cache', False)
     return
-  if os.environ.get('JAX_COMPILATION_CACHE_DIR') or jax.config.jax_compilation_cache_dir:
+  chosen = os.environ.get('JAX_COMPILATION_CACHE_DIR') or jax.config.jax_compilation_cache_dir
+  if not chosen:
+    root = os.environ.get('LTH_CACHE_DIR') or os.path.join(
+      os.path.expanduser('~'), '.cache', 'lth_jax'
+    )
+    chosen = os.path.join(root, 'jax')
+    try:
+      os.makedirs(chosen, mode=0o700, exist_ok=True)
+    except OSError as e:
+      log(f'warning: no compilation cache ({chosen}: {e.strerror or e}); programs compile anew.')
+      return
+  why = unsafe_directory(chosen)
+  if why:
+    jax.config.update('jax_enable_compilation_cache', False)
+    log(f'warning: not using the compilation cache {chosen}: {why} (the programs in it are run); '
+        'make it private (chmod 700) or set LTH_CACHE_DIR to a directory of your own.')  # fmt: skip
     return
-  root = os.environ.get('LTH_CACHE_DIR') or os.path.join(
-    os.path.expanduser('~'), '.cache', 'lth_jax'
-  )
-  jax.config.update('jax_compilation_cache_dir', os.path.join(root, 'jax'))
+  jax.config.update('jax_compilation_cache_dir', chosen)
   # Cache even quick compilations: on a CPU a study's programs take ~0.2-2 s each.
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.1)
+
+
+def unsafe_directory(path: str) -> str | None:
+  """Why others could change what is in ``path`` (and its parents up to the home or /), or None."""
+  try:
+    st = os.stat(path)
+  except OSError:
+    return None  # Not there yet: JAX creates it (its parents are checked by the same rule).
+  if st.st_uid not in (os.getuid(), 0):
+    return f'it belongs to user {st.st_uid}'
+  if st.st_mode & 0o022:
+    return 'others can write to it'
+  return None

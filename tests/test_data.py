@@ -74,8 +74,13 @@ def test_prepared_data_needs_no_raw_files(tmp_path):
             verify_checksums=False)  # fmt: skip
   shutil.rmtree(raw)
   # A different validation_size on the cached data re-splits the same order.
-  ds = data.load('mnist', validation_size=10, data_dir=tfds_dir, download=False)
+  ds = data.load(
+    'mnist', validation_size=10, data_dir=tfds_dir, download=False, verify_checksums=False
+  )
   _assert_split(ds, written, validation_size=10)
+  # Prepared unchecked, they never serve a load that asks for checked data.
+  with pytest.raises(data.DataError, match='was not checked against the original files'):
+    data.load('mnist', validation_size=10, data_dir=tfds_dir, download=False)
 
 
 def test_validation_size_zero(tmp_path):

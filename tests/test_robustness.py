@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from processes import TABLES, flags_of, kill_when, lth, progress_checkpoints
 from experiments import lenet300
 from lth_jax import cli, commands, data
 from lth_jax.study import checkpoint, levels, results, workdir
+from lth_jax.study.lock import Lock
 from lth_jax.training import fit as fit_lib
 
 # ml_collections loads --config files with the deprecated importlib API.
@@ -145,7 +147,7 @@ def test_sigkill_twice_then_resume_matches_uninterrupted_run(killed_twice, refer
   assert 'resuming level_0/0-ticket at step' in second
   assert '1 runs already finished' in third
   assert 'resuming level_1/0-ticket at step' in third
-  assert not (run_dir / 'lock').exists()
+  assert not Lock(run_dir).held() and (run_dir / 'lock').read_text() == ''  # Released.
   assert not progress_checkpoints(run_dir, 0) and not progress_checkpoints(run_dir, 1)
   assert_same_results(run_dir, reference)
 
@@ -252,7 +254,7 @@ def test_full_disk_keeps_finished_runs_and_rerun_completes(
   rows = results.read_rows(run_dir / 'summary.csv')
   assert [(r['level'], r['arm']) for r in rows] == [('0', 'ticket')]
   assert not checkpoint.partial_checkpoints(run_dir)
-  assert not (run_dir / 'lock').exists()
+  assert not Lock(run_dir).held() and (run_dir / 'lock').read_text() == ''  # Released.
 
   monkeypatch.setattr(ocp.StandardCheckpointer, 'save', real_save)
   study(_config_of(run_dir), workdir)
@@ -263,24 +265,38 @@ def test_full_disk_keeps_finished_runs_and_rerun_completes(
 # 4. The lock.
 
 
+HOLD_LOCK = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.pwrite(fd, f'{os.getpid()} {os.uname().nodename} boot\\n'.encode(), 0)
+print('locked', flush=True)
+time.sleep(60)
+"""
+
+
 def test_live_lock_refuses_a_second_process(fashion_mnist_dir, tmp_path, capsys):
   config = smoke(fashion_mnist_dir)
   run_dir = workdir.run_dir_for(tmp_path, config)
   run_dir.mkdir(parents=True)
-  sleeper = subprocess.Popen(['sleep', '30'])
+  holder = subprocess.Popen(
+    [sys.executable, '-c', HOLD_LOCK, str(run_dir / 'lock')], stdout=subprocess.PIPE, text=True
+  )
   try:
-    (run_dir / 'lock').write_text(f'{sleeper.pid} {socket.gethostname()}\n')
+    assert holder.stdout.readline().strip() == 'locked'
+    assert workdir.Lock(run_dir).held()
     with pytest.raises(SystemExit) as exit_:
       cli.main(['lth', 'run', *flags_of(fashion_mnist_dir), f'--workdir={tmp_path}'])
   finally:
-    sleeper.kill()
-    sleeper.wait()
+    holder.kill()
+    holder.communicate()
   assert exit_.value.code == 1
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1, err
-  assert f'process {sleeper.pid} on {socket.gethostname()}' in err[0]
+  assert f'process {holder.pid} on {socket.gethostname()}' in err[0]
   assert f'lock file {run_dir / "lock"}' in err[0]
   assert not (run_dir / 'summary.csv').exists()
+  assert not workdir.Lock(run_dir).held()  # The kernel let go of it with its holder.
 
 
 def test_stale_lock_is_taken_over(tmp_path):
@@ -289,10 +305,32 @@ def test_stale_lock_is_taken_over(tmp_path):
   lock_path = tmp_path / 'lock'
   lock_path.write_text(f'{dead.pid} {socket.gethostname()}\n')
   lines = []
-  with workdir.Lock(tmp_path, log=lines.append):
+  with workdir.Lock(tmp_path, log=lines.append) as lock:
     assert lock_path.read_text().split()[0] == str(os.getpid())
-  assert not lock_path.exists()
+    assert lock.held()
+  assert lock_path.read_text() == ''  # Released: nobody's.
   assert f'took over the stale lock {lock_path} of process {dead.pid}' in lines[0]
+
+
+def test_the_lock_has_one_owner_however_many_try(tmp_path):
+  """Processes started together on one directory: exactly one gets it (no check-then-delete)."""
+  code = (
+    'import sys; from lth_jax.study.lock import Lock; from lth_jax.errors import RunError\n'
+    'try:\n  Lock(sys.argv[1]).acquire(); print("owner", flush=True); sys.stdin.read()\n'
+    'except RunError:\n  print("refused", flush=True)\n'
+  )
+  (tmp_path / 'lock').write_text('12345 some-host\n')  # A stale owner to take over, too.
+  procs = [
+    subprocess.Popen(
+      [sys.executable, '-c', code, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+      text=True,
+    )
+    for _ in range(4)
+  ]  # fmt: skip
+  said = sorted(p.stdout.readline().strip() for p in procs)  # The owner holds it meanwhile.
+  for p in procs:
+    p.communicate(timeout=60)
+  assert said == ['owner', 'refused', 'refused', 'refused']
 
 
 # ---------------------------------------------------------------------------

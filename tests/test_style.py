@@ -38,7 +38,7 @@ def test_each_layer_imports_only_the_layers_below_it():
 
 
 # Imports inside functions are for optional dependencies only (they cost nothing until used).
-OPTIONAL = ('matplotlib', 'jax.experimental', 'nbformat', 'nbclient')
+OPTIONAL = ('matplotlib',)
 
 
 def test_no_import_inside_a_function_but_of_optional_dependencies():

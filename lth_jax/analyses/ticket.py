@@ -24,8 +24,9 @@ import numpy as np
 
 from lth_jax.core import masks as masks_lib
 from lth_jax.core import models, rewind
+from lth_jax.core import train as train_lib
 from lth_jax.data import ticket_file, tickets
-from lth_jax.errors import RunError
+from lth_jax.errors import DataError, RunError
 from lth_jax.study import artifacts, from_config, results, starts, workdir
 from lth_jax.study import config as config_lib
 from lth_jax.study import store as store_lib
@@ -89,11 +90,41 @@ def save(ticket: Ticket, path: str | os.PathLike, *, overwrite: bool = False) ->
 read = tickets.read  # (header, params, masks, model_state); DataError for a bad file.
 
 
+SETTINGS = {'num_classes': int, 'dropout': float}  # The zoo settings a ticket file may name.
+
+
 def load(path: str | os.PathLike):
-  """(model, params, masks) of a ticket file: the zoo model and nested dicts of arrays."""
+  """(model, params, masks) of a ticket file: the zoo model and nested dicts of arrays.
+
+  Every leaf is checked against the model's own parameters (names, shapes, dtypes).
+
+  Raises:
+    DataError: the file is not a usable ticket file, names no zoo model, or does not fit it.
+  """
   header, params, masks, _ = read(path)
-  model = models.get_model(header['model']['name'], **header['model']['settings'])
+  model = _model(path, header)
+  shape = header.get('input_shape')
+  if not isinstance(shape, list) or not all(isinstance(d, int) and 0 < d < 4096 for d in shape):
+    raise DataError(f'{path}: input_shape {shape!r} is not a list of sizes; export it again.')
+  like = jax.eval_shape(lambda: train_lib.init_variables(model, jax.random.key(0), shape)[0])
+  leaves = jax.tree_util.tree_flatten_with_path(like)[0]
+  tickets.check_fits(path, params, {masks_lib.leaf_name(p): x for p, x in leaves})
   return model, unflatten(params), unflatten(masks)
+
+
+def _model(path, header: dict):
+  spec = header.get('model')
+  name = spec.get('name') if isinstance(spec, dict) else None
+  settings = spec.get('settings') if isinstance(spec, dict) else None
+  if name not in models.MODELS or not isinstance(settings, dict):
+    raise DataError(f'{path} names no zoo model ({spec!r:.80}); export it again.')
+  for key, value in settings.items():
+    kind = SETTINGS.get(key)
+    if kind is None or not isinstance(value, kind) or isinstance(value, bool):
+      raise DataError(f'{path}: model setting {key}={value!r:.40} is not allowed; export it again.')
+  if not 2 <= settings.get('num_classes', 10) <= 100_000:
+    raise DataError(f'{path}: num_classes={settings["num_classes"]} is out of range.')
+  return models.get_model(name, **settings)
 
 
 def file_bytes(path: str | os.PathLike) -> int:

@@ -148,7 +148,7 @@ class Plan:
   def table(self) -> str:
     """The plan as a small text table, for the start of a run."""
     rows = [('layer', 'leaf', 'shape', 'kind', 'rate', 'weights')]
-    for leaf in sorted(self.leaves, key=lambda f: (f.kind == '', _natural(f.layer))):
+    for leaf in sorted(self.leaves, key=lambda f: (f.kind == '', natural_key(f.layer))):
       shape = 'x'.join(map(str, leaf.shape)) or 'scalar'
       rate = f'{100 * leaf.rate:.3g}%' if leaf.kind else '—'
       rows.append(
@@ -183,8 +183,8 @@ class Plan:
     )  # fmt: skip
 
 
-def _natural(name: str):
-  """'conv_2' before 'conv_10'."""
+def natural_key(name: str) -> list:
+  """Sort key that puts 'conv_2' before 'conv_10'."""
   return [int(t) if t.isdigit() else t for t in re.split(r'(\d+)', name)]
 
 
@@ -232,11 +232,11 @@ def make_plan(
   names = [masks_lib.leaf_name(p) for p, _ in flat]
   layers = [masks_lib.layer_name(p) for p, _ in flat]
   base = [_base_kind(p, x, n, lay, prunable) for (p, x), n, lay in zip(flat, names, layers)]
-  weights = sorted({lay for lay, k in zip(layers, base) if k}, key=_natural)
+  weights = sorted({lay for lay, k in zip(layers, base) if k}, key=natural_key)
   for layer, kind in (kinds or {}).items():
     if layer not in layers:
       raise ConfigError(
-        f'kinds names layer {layer!r}, which the model does not have; layers: {", ".join(sorted(set(layers), key=_natural))}.'
+        f'kinds names layer {layer!r}, which the model does not have; layers: {", ".join(sorted(set(layers), key=natural_key))}.'
       )
     if kind not in ('', *KINDS):
       raise ConfigError(f'kind {kind!r} of layer {layer!r} is not one of {KINDS} or "".')

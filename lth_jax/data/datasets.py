@@ -13,6 +13,8 @@ original test set.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 
 import numpy as np
@@ -40,6 +42,7 @@ class Dataset:
     mean: float32 [C]: per-channel mean of ``train_x / 255``.
     std: float32 [C]: per-channel standard deviation of ``train_x / 255``.
     num_classes: number of classes (10 for every dataset here).
+    notes: what a user should hear of the loading (a ``manual_dir`` that was not used).
   """
 
   name: str
@@ -52,6 +55,7 @@ class Dataset:
   mean: np.ndarray
   std: np.ndarray
   num_classes: int
+  notes: tuple[str, ...] = ()  # What the user should know, e.g. a manual_dir that was not used.
 
 
 def load(
@@ -100,7 +104,7 @@ def load(
     raise DataError(f'validation_size must be >= 0, got {validation_size}.')
   validation_size = int(validation_size)
 
-  train_x, train_y, test_x, test_y = _read_prepared(
+  train_x, train_y, test_x, test_y, notes = _read_prepared(
     name, data_dir, manual_dir, download=download, verify_checksums=verify_checksums
   )
   if validation_size >= len(train_x):
@@ -123,6 +127,7 @@ def load(
     mean=mean,
     std=std,
     num_classes=10,
+    notes=tuple(notes),
   )
 
 
@@ -144,27 +149,110 @@ def channel_stats(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return (mean / 255).astype(np.float32), (std / 255).astype(np.float32)
 
 
+FINGERPRINT = 'lth_fingerprint.json'  # Beside tfds' dataset_info.json of a prepared data set.
+
+
 def _read_prepared(name, data_dir, manual_dir, *, download, verify_checksums):
+  """(train_x, train_y, test_x, test_y, notes) of the prepared data set, checked against its
+  fingerprint: what was verified when it was prepared, and a digest of its arrays."""
   builder = tfds_builders.BUILDERS[name](
     data_dir=data_dir, allow_download=download, verify_checksums=verify_checksums
   )
-  prepare(builder, manual_dir=manual_dir)
-  train_x, train_y = tfds_builders.read_split(builder, 'train')
-  test_x, test_y = tfds_builders.read_split(builder, 'test')
-  return train_x, train_y, test_x, test_y
+  fresh = prepare(builder, manual_dir=manual_dir)
+  where = builder.data_dir
+  try:
+    train_x, train_y = tfds_builders.read_split(builder, 'train')
+    test_x, test_y = tfds_builders.read_split(builder, 'test')
+  except Exception as e:  # tfds and array_record raise many types for damaged files.
+    raise DataError(
+      f'the prepared {name} in {where} cannot be read ({type(e).__name__}: {e}); delete that '
+      'directory to prepare it again.'
+    ) from e
+  digest = arrays_digest([train_x, train_y, test_x, test_y])
+  path = os.path.join(where, FINGERPRINT)
+  notes = []
+  if fresh:
+    record = {'verified': bool(verify_checksums), 'arrays': digest}
+    _write_json(path, record)
+  else:
+    record = _read_json(path) or _fingerprint_now(builder, manual_dir, digest, path)
+    if manual_dir is not None:
+      notes.append(
+        f'data.manual_dir={manual_dir} was not used: {name} was already prepared in {where}; '
+        'delete that directory to prepare it from the files there.'
+      )
+  if record.get('arrays') != digest:
+    raise DataError(
+      f'the prepared {name} in {where} changed after it was prepared (its arrays no longer '
+      f'match {FINGERPRINT}); delete that directory to prepare it again.'
+    )
+  if verify_checksums and not record.get('verified'):
+    raise DataError(
+      f'the prepared {name} in {where} was not checked against the original files '
+      '(prepared with verify_checksums=false, or before checks were recorded and without the '
+      'raw files at hand); delete that directory to prepare it again from checked files, or '
+      'pass --config.data.verify_checksums=false (a study of its own).'
+    )
+  return train_x, train_y, test_x, test_y, notes
 
 
-def prepare(builder, *, manual_dir: str | None = None) -> None:
+def _fingerprint_now(builder, manual_dir, digest: str, path: str) -> dict:
+  """The fingerprint of data prepared before fingerprints were recorded: their raw files,
+  when they are at hand, are checked and compared with the prepared arrays."""
+  located = builder.locate(os.fspath(manual_dir) if manual_dir else None, local_only=True)
+  if located is None:
+    record = {'verified': False, 'arrays': digest}
+  else:
+    parsed = builder.parse(located)
+    raw = arrays_digest([*parsed['train'], *parsed['test']])
+    if raw != digest:
+      raise DataError(
+        f'the prepared {builder.DATASET} in {builder.data_dir} is not what its raw files give '
+        '(damaged after it was prepared?); delete that directory to prepare it again.'
+      )
+    record = {'verified': bool(builder._verify_checksums), 'arrays': digest}
+  _write_json(path, record)
+  return record
+
+
+def arrays_digest(arrays) -> str:
+  """A content digest of arrays (dtype, shape and bytes), in milliseconds per megabyte."""
+  h = hashlib.blake2b(digest_size=16)
+  for a in arrays:
+    a = np.ascontiguousarray(a)
+    h.update(f'{a.dtype}{a.shape}'.encode())
+    h.update(memoryview(a).cast('B'))
+  return h.hexdigest()
+
+
+def _read_json(path: str) -> dict | None:
+  try:
+    with open(path) as f:
+      record = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return record if isinstance(record, dict) else None
+
+
+def _write_json(path: str, record: dict) -> None:
+  tmp = f'{path}.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(record, f)
+  os.replace(tmp, path)
+
+
+def prepare(builder, *, manual_dir: str | None = None) -> bool:
   """Runs ``builder.download_and_prepare`` as array_record, once; later calls are no-ops.
 
   The raw files are found and checked (or the download host probed) first, so a
-  bad file or a missing network fails before tfds starts any work.
+  bad file or a missing network fails before tfds starts any work. Returns whether
+  the data set was prepared now.
   """
   # Without its dataset_info.json a version folder is not prepared; asking tfds
   # then logs a warning, a second line on a failed command's output.
   info = os.path.join(builder.data_dir, 'dataset_info.json')
   if os.path.isfile(info) and builder.is_prepared():
-    return
+    return False
   builder.locate(os.fspath(manual_dir) if manual_dir is not None else None)
   config = tfds.download.DownloadConfig(
     manual_dir=os.fspath(manual_dir) if manual_dir is not None else None,
@@ -172,13 +260,12 @@ def prepare(builder, *, manual_dir: str | None = None) -> None:
     try_download_gcs=False,
   )
   shown = getattr(tfds.core.utils.tqdm_utils, '_active', True)
-  tfds.display_progress_bar(
-    False
-  )  # Our own progress says what happens; tfds' bars would add to it.
+  tfds.display_progress_bar(False)  # Our own progress says what happens; tfds' bars add to it.
   try:
     builder.download_and_prepare(download_config=config, file_format='array_record')
   finally:
     tfds.display_progress_bar(shown)
+  return True
 
 
 def select_classes(dataset: Dataset, classes) -> Dataset:

@@ -123,11 +123,13 @@ class _LthBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   # ------------------------------------------------------------------ source resolution
 
-  def locate(self, manual_dir: str | None = None) -> dict[str, str] | None:
-    """The local raw files, checked, as {file name: path}; None when they are to be downloaded.
+  def locate(self, manual_dir: str | None = None, *, local_only: bool = False):
+    """The local raw files, checked, as {file name: path}; None when they are to be downloaded
+    (or, with ``local_only``, when there are none here).
 
     Args:
       manual_dir: the manual directory; defaults to ``<data_dir>/downloads/manual``.
+      local_only: look for local files only (no download, no probe of the network).
 
     Raises:
       DataError: a file fails its checksum, files are missing and downloading is
@@ -143,6 +145,8 @@ class _LthBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             checksums.verify(path, dataset=self.DATASET, filename=filename)  # Smallest first.
         self._located = found
         return found
+    if local_only:
+      return None
     if not self._allow_download:
       raise DataError(self._missing_message(searched, downloading=False))
     reason = download_probe.unreachable(self.URL_BASE + next(iter(self.CHECKSUMS)))
@@ -171,6 +175,10 @@ class _LthBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _parse(self, paths: dict[str, str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     raise NotImplementedError
+
+  def parse(self, paths: dict[str, str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{split: (images uint8, labels int32)} read from located raw files, as prepared."""
+    return {split: (x, y.astype(np.int32)) for split, (x, y) in self._parse(paths).items()}
 
   def _missing_message(self, searched: list[str], *, downloading: bool) -> str:
     raise NotImplementedError

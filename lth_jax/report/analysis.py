@@ -252,8 +252,10 @@ def config_value(config: dict, dotted: str, default='?'):
 def load_run(run_dir: str | os.PathLike, *, out_dir: str | os.PathLike | None = None) -> Run:
   """Reads the CSV files and config of ``run_dir`` (missing files become empty)."""
   run_dir = Path(run_dir)
-  config_path = run_dir / 'config.json'
-  config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+  try:
+    config = json.loads((run_dir / 'config.json').read_text())
+  except (OSError, ValueError):  # Missing or damaged: the report is drawn from the tables.
+    config = {}
   summary = read_csv(run_dir / results.SUMMARY, ('seed', 'level', 'arm'))
   return Run(
     run_dir=run_dir,

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from lth_jax.errors import CheckpointError, one_line
+from lth_jax.errors import CheckpointError, RunError, one_line
 
 # Orbax's checkpointers share process-wide state (event loops, temporary
 # directories): runs trained side by side in threads save and load one at a time.
@@ -73,7 +73,7 @@ def save(path: str | os.PathLike, tree) -> None:
       checkpointer.wait_until_finished()
   except Exception as e:  # A full disk surfaces as OSError or as TensorStore's ValueError.
     for partial in path.parent.glob(f'{path.name}{TMP_SUFFIX}*'):
-      remove(partial)
+      remove(partial, root=path.parent)
     raise CheckpointError(
       f'could not write checkpoint {path} ({type(e).__name__}: {one_line(e)}). Free disk '
       'space or choose another --workdir, then rerun: finished runs on disk are kept.'
@@ -104,5 +104,14 @@ def load(path: str | os.PathLike, like=None):
   return jax.tree.map(np.asarray, restored)
 
 
-def remove(path: str | os.PathLike) -> None:
-  shutil.rmtree(path, ignore_errors=True)
+def remove(path: str | os.PathLike, *, root: str | os.PathLike) -> None:
+  """Deletes the checkpoint directory ``path``, which must lie inside ``root`` (a study's
+  ``checkpoints/``), symbolic links resolved: the one way anything of a study is deleted.
+
+  Raises:
+    RunError: ``path`` is not inside ``root`` (nothing is deleted).
+  """
+  target, inside = Path(path).resolve(), Path(root).resolve()
+  if inside not in target.parents:
+    raise RunError(f'refusing to delete {path}: it is not inside {root}.')
+  shutil.rmtree(target, ignore_errors=True)

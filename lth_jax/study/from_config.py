@@ -135,4 +135,5 @@ def from_config(
   )
   if c.ticket:
     study.imported = starts.Imported(c.ticket, study.state_like().params)
+    study.imported.check(study.seeds)  # Before any training: a bad file costs seconds.
   return study

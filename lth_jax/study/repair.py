@@ -16,13 +16,25 @@ from lth_jax.study.store import Store
 def repair(store: Store) -> list[str]:
   """Drops rows of unfinished runs and sends runs with damaged checkpoints back to work.
 
-  ``store`` is a run directory's ``DiskStore``. Returns what was repaired.
+  ``store`` is a run directory's ``DiskStore``. A line of a table that is not a row (a field
+  missing, or not of its column's kind: ``results.read_table``) is named and dropped, and the
+  run it describes is recomputed; a table that is not a CSV text at all is moved aside
+  (``<table>.unreadable``). Returns what was repaired.
   """
   trees, tables = store.trees, store.results
   notes = []
+  for table in results.TABLES:
+    path = tables.dir / table
+    _, problems = results.read_table(path)
+    for problem in problems:
+      if problem.line == 0:
+        path.replace(path.with_name(f'{table}.unreadable'))
+        notes.append(f'{problem}; moved it to {table}.unreadable: its runs will be recomputed.')
+      else:
+        notes.append(f'{problem}; that line is dropped and its run, if any, recomputed.')
   for partial in checkpoint.partial_checkpoints(trees.root):
     notes.append(f'removed the unfinished checkpoint {partial} (an interrupted save).')
-    checkpoint.remove(partial)
+    checkpoint.remove(partial, root=trees.root)
   keep = []
   for row in tables.summary():
     name = artifacts.trained(*results.run_key(row))
@@ -38,14 +50,14 @@ def repair(store: Store) -> list[str]:
         checkpoint.load(path)
       except CheckpointError as e:
         notes.append(f'{e} It will be recomputed with the runs that make it.')
-        checkpoint.remove(path)
+        checkpoint.remove(path, root=trees.root)
   keep = [r for r in keep if _inputs_intact(store, r)]
   finished = {results.run_key(r) for r in keep}
   for table in results.TABLES:
-    rows = tables.rows(table)
-    good = [r for r in rows if results.run_key(r) in finished]
+    raw, problems = results.read_table(tables.dir / table)
+    good = [r for r in raw if results.run_key(r) in finished]
     # A torn last line (a crash mid-write) must go too, or the next row is glued onto it.
-    if len(good) != len(rows) or tables.torn(table):
+    if len(good) != len(raw) or problems or tables.torn(table):
       tables.rewrite(table, good)
   return notes
 

@@ -20,8 +20,10 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 import lth_jax.arms as arms_lib
+from lth_jax.core import plan
 from lth_jax.core.train import EVAL_METRICS
 
 SUMMARY_COLUMNS = (
@@ -59,9 +61,7 @@ def sort_arms(arms: Iterable[str]) -> list[str]:
   return sorted(set(arms), key=lambda a: (arm_rank(a), a))
 
 
-def natural_key(name: str) -> list:
-  """Sort key that puts 'conv_2' before 'conv_10' (layer names in tables and figures)."""
-  return [int(t) if t.isdigit() else t for t in re.split(r'(\d+)', name)]
+natural_key = plan.natural_key  # 'conv_2' before 'conv_10' (layer names in tables and figures).
 
 
 def arm_rank(arm: str) -> int:
@@ -86,12 +86,116 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
   return mean, math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
 
 
-def read_rows(path: str | Path) -> list[dict[str, str]]:
-  """Rows of a CSV table; [] when missing. A partly written last line (a crash) is ignored."""
+# ----------------------------------------------------------------------------- reading, checked
+
+# A study directory is shared and copied around: every field of a table is checked before a
+# row counts (``read_table``). Columns not named here hold text.
+_INT = re.compile(r'\d{1,15}')
+_NAME = re.compile(r'[A-Za-z0-9_]+(/[A-Za-z0-9_]+)*')
+
+
+def _int(hi: int):
+  return lambda text: bool(_INT.fullmatch(text)) and int(text) <= hi
+
+
+def _number(text: str) -> bool:
+  try:
+    float(text)
+  except ValueError:
+    return False
+  return True
+
+
+def _name(text: str) -> bool:
+  return len(text) <= 128 and bool(_NAME.fullmatch(text))
+
+
+def _text(text: str) -> bool:
+  return len(text) <= 4096 and text.isprintable()
+
+
+_STEP = (_int(10**12), 'an iteration (an integer >= 0)')
+_FLOATS = (
+  *EVAL_METRICS, 'weights_remaining', 'val_loss_at_early_stop', 'val_accuracy_at_early_stop',
+  'test_accuracy_at_early_stop', 'train_accuracy_at_early_stop', 'final_test_accuracy',
+  'fraction', 'wall_seconds', 'error_a', 'error_b', 'max_path_error', 'instability', 'alpha',
+  'test_error',
+)  # fmt: skip
+COLUMN_CHECKS = {
+  'seed': (_int(2**32 - 1), 'a seed (an integer in [0, 2**32))'),
+  'level': (_int(100_000), 'a level (an integer >= 0)'),
+  'arm': (_name, 'an arm name (letters, digits, _ and /)'),
+  'layer': (_name, 'a layer name (letters, digits, _ and /)'),
+  'step': _STEP,
+  'early_stop_step': _STEP,
+  'final_step': _STEP,
+  'rewind_step': _STEP,
+  'diverged': (lambda t: t in ('0', '1'), '0 or 1'),
+  'diverged_step': (lambda t: t == '' or _STEP[0](t), 'an iteration, or empty'),
+  'collapsed_layers': (lambda t: t == '' or all(map(_name, t.split(';'))), "layer names joined by ';', or empty"),
+  'kept': (_int(2**62), 'a count'),
+  'total': (_int(2**62), 'a count'),
+  **{name: (_number, 'a number') for name in _FLOATS},
+}  # fmt: skip
+_TEXT = (_text, 'printable text')
+
+
+class Problem(NamedTuple):
+  """A line of a table that is not a row: which file, line and field, and why."""
+
+  path: Path
+  line: int
+  field: str
+  value: str
+  expected: str
+
+  def __str__(self) -> str:
+    where = f'{self.path.name} line {self.line}' if self.line else self.path.name
+    return f'{where}: {self.field}={self.value[:40]!r} is not {self.expected}'
+
+
+def _problem(row: dict, columns, path: Path, line: int) -> Problem | None:
+  if None in row:  # More fields than the header names.
+    return Problem(path, line, '(fields)', ','.join(row[None])[:40], 'in the header')
+  for name in columns:
+    value = row.get(name)
+    if value is None:
+      return Problem(path, line, name, '', 'there (a field is missing)')
+    check, expected = COLUMN_CHECKS.get(name, _TEXT)
+    if not check(value):
+      return Problem(path, line, name, value, expected)
+  return None
+
+
+def read_table(path: str | Path) -> tuple[list[dict[str, str]], list[Problem]]:
+  """(rows, problems) of a CSV table, every field checked (``COLUMN_CHECKS``); ([], []) when
+  missing. A partly written last line (a crash) is ignored; a file that is not a CSV text is
+  one problem (line 0)."""
   path = Path(path)
   if not path.exists():
-    return []
-  text = path.read_text()
+    return [], []
+  try:
+    text = path.read_bytes().decode('utf-8')
+  except (OSError, UnicodeDecodeError) as e:
+    return [], [Problem(path, 0, '(file)', type(e).__name__, 'a CSV text file')]
   if text and not text.endswith('\n'):
     text = text[: text.rfind('\n') + 1]
-  return list(csv.DictReader(io.StringIO(text)))
+  rows, problems = [], []
+  try:
+    reader = csv.DictReader(io.StringIO(text))
+    columns = [c for c in reader.fieldnames or [] if c]
+    for row in reader:
+      problem = _problem(row, columns, path, reader.line_num)
+      if problem:
+        problems.append(problem)
+      else:
+        rows.append(row)
+  except csv.Error as e:
+    return [], [Problem(path, 0, '(file)', str(e), 'a CSV table')]
+  return rows, problems
+
+
+def read_rows(path: str | Path) -> list[dict[str, str]]:
+  """The rows of a CSV table that are rows (``read_table``: every field checked); [] when
+  missing."""
+  return read_table(path)[0]

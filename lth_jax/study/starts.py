@@ -14,14 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import jax
-import numpy as np
 
 from lth_jax.core import criteria
 from lth_jax.core import masks as masks_lib
 from lth_jax.core import rewind as rewind_lib
 from lth_jax.core.train import TrainState
 from lth_jax.data import tickets
-from lth_jax.errors import ConfigError
+from lth_jax.errors import ConfigError, DataError
 from lth_jax.study import artifacts
 from lth_jax.study.definition import RunKey, Study, control_key
 from lth_jax.study.store import Store
@@ -113,16 +112,15 @@ class Imported:
     _, params, masks, _ = tickets.read(path)
     leaves, treedef = jax.tree_util.tree_flatten_with_path(self.params_like)
     names = [masks_lib.leaf_name(p) for p, _ in leaves]
-    wanted = {
-      n: (tuple(x.shape), np.dtype(x.dtype)) for n, (_, x) in zip(names, leaves, strict=True)
-    }
-    have = {n: (v.shape, v.dtype) for n, v in params.items()}
-    if wanted != have:
-      diff = sorted(set(wanted.items()) ^ set(have.items()))[:4]
-      raise ConfigError(
-        f'config.ticket={str(path)!r} does not fit the model: leaves differ in {diff}; export '
-        'a ticket of the same model and number of classes.'
-      )
+    try:
+      tickets.check_fits(path, params, {n: x for n, (_, x) in zip(names, leaves, strict=True)})
+    except DataError as e:
+      raise ConfigError(f'config.ticket={str(path)!r}: {e}') from None
     return treedef.unflatten([params[n] for n in names]), treedef.unflatten(
       [masks[n] for n in names]
     )
+
+  def check(self, seeds) -> None:
+    """Reads and checks every seed's ticket file now: a bad file fails before any training."""
+    for seed in seeds:
+      self(seed)

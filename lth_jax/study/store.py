@@ -164,12 +164,12 @@ class DiskTrees:
     checkpoint.save(self.path(name), tree)
 
   def delete(self, name):
-    checkpoint.remove(self.path(name))
+    checkpoint.remove(self.path(name), root=self.root)
 
   def save_progress(self, name, step, tree):
     checkpoint.save(self.path(name) / f'at_{step:012d}', tree)
     for old in self._progress_steps(name)[_KEEP_PROGRESS:]:
-      checkpoint.remove(old)
+      checkpoint.remove(old, root=self.root)
 
   def load_progress(self, name, like, *, remove_damaged: bool = True):
     if not self.path(name).is_dir():
@@ -180,7 +180,7 @@ class DiskTrees:
       except CheckpointError as e:
         self.log(f'warning: {e} Falling back to the previous mid-level checkpoint.')
         if remove_damaged:
-          checkpoint.remove(path)
+          checkpoint.remove(path, root=self.root)
         continue
       step = int(_PROGRESS_STEP.fullmatch(path.name).group(1))
       self.log(f'resuming {name.removeprefix(artifacts.PROGRESS + "/")} at step {step} from {path}')

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lth_jax.errors import RunError
+from lth_jax.errors import ConfigError, RunError
 from lth_jax.study import config as config_lib
 from lth_jax.study import repair as repair_lib
 from lth_jax.study.lock import Lock
@@ -47,8 +47,24 @@ def run_dir_for(workdir: str | os.PathLike, config) -> Path:
 
 
 def load_config(run_dir: Path):
-  """The config of a study directory (its config.json, with keys added since it was written)."""
-  return config_lib.with_new_keys(load_config_json(run_dir))
+  """The config of a study directory (its config.json, with keys added since it was written),
+  checked like any config.
+
+  Raises:
+    RunError: config.json is missing, not JSON, or not a valid config (one line saying which).
+  """
+  raw = load_config_json(run_dir)
+  where = Path(run_dir) / CONFIG_JSON
+  if not isinstance(raw, dict):
+    raise RunError(f'{where} is not a config (a JSON object of config keys); restore it.')
+  try:
+    config = config_lib.with_new_keys(raw)
+    config_lib.validate(config)
+  except ConfigError as e:
+    raise RunError(f'{where}: {e} Restore the file, or run the config again.') from None
+  except Exception as e:  # Sections of the wrong type: the schema's error types vary.
+    raise RunError(f'{where} is not a config ({type(e).__name__}: {e}); restore it.') from None
+  return config
 
 
 def load_config_json(run_dir: Path) -> dict:
@@ -89,6 +105,7 @@ def open_study(
   path = Path(path)
   if not distributed.is_primary():
     distributed.barrier('lth: study directory repaired')
+    distributed.check_same_directory(path)
     yield StudyDir(path, Secondary(path), config, log)
     return
   _make_writable(path)
@@ -101,6 +118,7 @@ def open_study(
     for note in repair_lib.repair(store):
       log(f'repaired: {note}')
     distributed.barrier('lth: study directory repaired')
+    distributed.check_same_directory(path)
     yield StudyDir(path, store, config, log)
 
 

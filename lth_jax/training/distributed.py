@@ -14,7 +14,14 @@ next launch of all of them resumes from the primary's checkpoints.
 
 from __future__ import annotations
 
+import secrets
+from pathlib import Path
+
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from lth_jax.errors import RunError
 
 
 def initialize(
@@ -44,6 +51,40 @@ def is_primary() -> bool:
 def barrier(name: str) -> None:
   """Waits until every process gets here (no-op for one process)."""
   if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-
     multihost_utils.sync_global_devices(name)
+
+
+LAUNCH = '.launch'  # In a study directory: the nonce of the current launch, written by process 0.
+
+
+def write_launch(path: Path) -> int:
+  """Process 0's side of ``check_same_directory``: a fresh nonce in ``path``; returns it."""
+  nonce = secrets.randbits(31)
+  (Path(path) / LAUNCH).write_text(f'{nonce}\n')
+  return nonce
+
+
+def sees_launch(path: Path, nonce: int) -> bool:
+  """Whether ``path`` holds the nonce process 0 wrote (the same directory, shared)."""
+  try:
+    return int((Path(path) / LAUNCH).read_text()) == nonce
+  except (OSError, ValueError):
+    return False
+
+
+def check_same_directory(path: Path) -> None:
+  """With several processes: every process must see the study directory process 0 writes.
+
+  Process 0 writes a nonce there and sends it to the others, who read it back; a process
+  given another --workdir (or one not shared between hosts) stops with one line.
+  """
+  if jax.process_count() == 1:
+    return
+  nonce = write_launch(path) if is_primary() else 0
+  nonce = int(multihost_utils.broadcast_one_to_all(np.int32(nonce)))
+  barrier('lth: launch nonce written')
+  if not sees_launch(path, nonce):
+    raise RunError(
+      f'process {jax.process_index()} does not see {path} as process 0 wrote it: give every '
+      'process the same --workdir, on a file system they share.'
+    )

@@ -24,6 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lth_jax.errors import DeviceMemoryError
@@ -120,8 +121,6 @@ def to_host(tree):
   ]
   host = jax.device_get([None if i in spread else x for i, x in enumerate(leaves)])
   if spread:
-    from jax.experimental import multihost_utils
-
     gathered = multihost_utils.process_allgather([leaves[i] for i in spread], tiled=True)
     for i, x in zip(spread, gathered, strict=True):
       host[i] = x
