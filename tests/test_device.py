@@ -96,3 +96,49 @@ def test_device_equals_framework_step_by_step(tmp_path, density):
   assert moved == trainer.alive[1][2]  # A live unit without incoming weights trains its bias.
   if density > 0.1:
     assert moved
+
+
+SGD = {
+  'name': 'sgd', 'learning_rate': 0.05, 'momentum': 0.9, 'weight_decay': 1e-3,
+  'warmup_steps': 2, 'milestones': (3,), 'decay_factor': 0.5,
+}  # fmt: skip
+
+
+def test_the_schedule_is_the_recipes():
+  import ml_collections
+
+  from lth_jax.study import from_config
+
+  schedule = from_config.learning_rate_schedule(ml_collections.ConfigDict(SGD))
+  for count in range(8):
+    assert edge_trainer.learning_rate(SGD, count) == pytest.approx(float(schedule(count)))
+
+
+def test_device_follows_warmup_milestones_and_weight_decay(tmp_path):
+  import ml_collections
+
+  from lth_jax.study import from_config
+
+  model, path = small_ticket(tmp_path, 0.3)
+  _, params, masks, _ = ticket_file.read(path)
+  trainer = edge_trainer.DeviceTrainer(params, masks, optimizer=SGD, mean=0.25, std=0.5)
+  optimizer = from_config.make_optimizer(ml_collections.ConfigDict(SGD))
+  task = train.Task(model=model, optimizer=optimizer, batch_size=25, mean=(0.25,), std=(0.5,))
+  state = train.create_state(task, ticket.unflatten(params), {}, ticket.unflatten(masks))
+  step = jax.jit(functools.partial(train.train_step, task))
+  rng = np.random.default_rng(2)
+  for _ in range(5):  # Warmup (0, half), then the base rate, then the decayed rate.
+    x = rng.integers(0, 256, size=(25, 28, 28, 1), dtype=np.uint8)
+    y = rng.integers(0, 10, size=25).astype(np.int32)
+    state, _ = step(state, x, y, jax.random.key(0))
+    trainer.step(x, y)
+  want_logits = model.apply({'params': state.params}, task.normalize(x))
+  np.testing.assert_allclose(trainer.logits(x), want_logits, rtol=1e-4, atol=1e-5)
+  got, want = trainer.dense_params(), ticket.flatten(jax.tree.map(np.asarray, state.params))
+  for i, name in enumerate(trainer.names):  # The weights of the units that reach the outputs.
+    rows, cols = np.flatnonzero(trainer.alive[i]), np.flatnonzero(trainer.alive[i + 1])
+    live = np.ix_(rows, cols)
+    np.testing.assert_allclose(
+      got[f'{name}/kernel'][live], want[f'{name}/kernel'][live], rtol=1e-4, atol=2e-6
+    )
+    np.testing.assert_allclose(got[f'{name}/bias'][cols], want[f'{name}/bias'][cols], rtol=1e-4)

@@ -115,7 +115,8 @@ def test_supermask_trains_no_weight_and_records_its_masked_init_accuracy(ran):
     for p, p0 in zip(jax.tree.leaves(trained), jax.tree.leaves(theta0), strict=True):
       kept = np.asarray(p) != 0
       np.testing.assert_array_equal(np.asarray(p)[kept], np.asarray(p0)[kept])  # Frozen θ0.
-    assert row['early_stop_step'] == 0 and row['final_step'] == 0
+    assert row['early_stop_step'] == '' and row['final_step'] == 0  # Nothing trained ...
+    assert row['mask_steps'] == study.at_init.supermask_steps  # ... but its mask.
     state = jax.device_get(study.initial_state(0))  # Pruned weights are exact zeros:
     dense = masks_lib.ones_like(trained)  # the dense forward of them is the masked one.
     acc = study.trainer(vmapped=False).evaluate(state._replace(params=trained, masks=dense))

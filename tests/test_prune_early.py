@@ -35,5 +35,6 @@ def test_smoke_runs_end_to_end(smoke_run):
   level_1 = {r['arm']: r for r in rows if r['level'] == '1'}
   assert len({r['weights_remaining'] for r in level_1.values()}) == 1  # The ticket's sparsity.
   assert all(r['collapsed_layers'] == '' and r['diverged'] == '0' for r in rows)
-  assert level_1['supermask']['early_stop_step'] == '0'
+  assert level_1['supermask']['early_stop_step'] == ''  # No weight trained: no early stop.
+  assert level_1['supermask']['mask_steps'] == str(config.at_init.supermask_steps)
   assert all(0 <= float(r['test_accuracy_at_early_stop']) <= 1 for r in rows)

@@ -56,22 +56,40 @@ def test_snip_of_a_pruned_weight_is_zero():
   assert got['dense_0']['kernel'][0, 0] == 0.0
 
 
-def test_grasp_is_minus_weight_times_explicit_hessian_gradient():
+def test_grasp_is_minus_weight_times_the_explicit_hessian_gradient_over_the_weights():
   model, params, masks, (x, y) = setup()
   temperature = 3.0
-  flat, unravel = ravel_pytree(params)
+  kernels = {name: layer['kernel'] for name, layer in params.items()}  # The prunable weights.
+  flat, unravel = ravel_pytree(kernels)
 
-  def loss(v):
-    logits = model.apply({'params': unravel(v)}, x) / temperature
+  def loss(v):  # The biases held fixed: g and H over the weights alone.
+    w = unravel(v)
+    p = {name: {**layer, 'kernel': w[name]} for name, layer in params.items()}
+    logits = model.apply({'params': p}, x) / temperature
     return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
   g = jax.jit(jax.grad(loss))(flat)
   hessian = jax.jit(jax.hessian(loss))(flat)  # The whole matrix: only a tiny net allows it.
-  expected = -flat * (hessian @ g)
-  grasp = functools.partial(scores.grasp, apply_fn=apply_fn(model), temperature=temperature)
+  expected = unravel(-flat * (hessian @ g))
+  weights = jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == 'kernel', params)
+  grasp = functools.partial(
+    scores.grasp, apply_fn=apply_fn(model), weights=weights, temperature=temperature
+  )
   got = jax.jit(grasp)(params, masks, (x, y))
-  np.testing.assert_allclose(ravel_pytree(got)[0], expected, rtol=1e-4, atol=1e-9)
-  assert np.abs(expected).max() > 1e-6  # Not trivially zero.
+  for name in params:
+    np.testing.assert_allclose(got[name]['kernel'], expected[name], rtol=1e-4, atol=1e-9)
+    assert not np.any(np.asarray(got[name]['bias']))  # Not weights: not scored.
+  assert max(np.abs(np.asarray(e)).max() for e in jax.tree.leaves(expected)) > 1e-6
+  # Over all parameters (biases in g and H) the scores differ: the fix is not a no-op.
+  full_flat, full_unravel = ravel_pytree(params)
+
+  def full_loss(v):
+    logits = model.apply({'params': full_unravel(v)}, x) / temperature
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+  full_g = jax.grad(full_loss)(full_flat)
+  everything = full_unravel(-full_flat * (jax.hessian(full_loss)(full_flat) @ full_g))
+  assert not np.allclose(everything['dense_0']['kernel'], expected['dense_0'], rtol=1e-3)
 
 
 def test_synflow_conserves_the_total_score_of_every_layer():
@@ -144,3 +162,31 @@ def test_synflow_masks_reach_exact_counts_with_nested_rounds():
     counts={0: 9, 1: 4}, rounds=1,
   )  # fmt: skip
   assert int(once['output']['kernel'].sum()) == 4
+
+
+class BatchNormTiny(nn.Module):
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    x = nn.Dense(5, name='dense_0')(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, name='bn')(x)
+    return nn.Dense(3, name='output')(nn.relu(x))
+
+
+def test_snip_and_grasp_score_batch_norm_in_train_mode_by_default():
+  from lth_jax import arms
+  from lth_jax.arms import at_init
+  from lth_jax.core import train as train_lib
+  from lth_jax.core.plan import make_plan
+
+  model = BatchNormTiny()
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 6)))
+  params, state = variables['params'], {'batch_stats': variables['batch_stats']}
+  x = jax.random.normal(jax.random.key(1), (8, 6)) * 3 + 1  # Far from the initial 0/1 stats.
+  task = train_lib.Task(model, optax.sgd(0.1), 4)
+  context = arms.Context(task, make_plan(params), (6,), 3, settings=at_init.Settings())
+  assert at_init.Settings().bn_mode == 'train'
+  by_batch = model.apply({'params': params, **state}, x, train=True, mutable=['batch_stats'])[0]
+  running = model.apply({'params': params, **state}, x, train=False)
+  np.testing.assert_allclose(context.apply_fn(state, batch_statistics=True)(params, x), by_batch)
+  np.testing.assert_allclose(context.apply_fn(state)(params, x), running)
+  assert not np.allclose(by_batch, running, atol=1e-3)  # The two modes do differ here.

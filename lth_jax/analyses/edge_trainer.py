@@ -16,9 +16,11 @@ input pixels with none) are dropped: they do not change the outputs and, in the
 framework too, their weights get exactly zero gradients. Units with no kept
 incoming weight stay: their bias still trains.
 
-The optimizer is the recipe's (Adam for LeNet: optax.adam's update, eps inside
-the square root's sum as optax), started fresh at step 0: this is the
-framework's ticket at level 0 or after rewinding to θ0, and it equals the
+The optimizer is the recipe's, all of it: Adam (optax.adam's update) or SGD
+with momentum, the learning-rate schedule (linear warmup, step decay at the
+milestones) and weight decay (added to the gradient before the optimizer, as
+the recipes chain ``optax.add_decayed_weights``), started fresh at step 0: this
+is the framework's ticket at level 0 or after rewinding to θ0, and it equals the
 framework's masked training step by step on the same batches to float
 tolerance (tests/test_device.py). Inputs are normalized as the framework's
 ``(x / 255 - mean) / std``; give the training data's ``mean`` and ``std``.
@@ -135,13 +137,18 @@ class DeviceTrainer:
   def step(self, x_raw, y) -> float:
     """One optimizer step on a batch of raw images and labels; returns the loss before it."""
     loss, grads = self.gradients(self.normalize(x_raw), np.asarray(y))
+    lr = np.float32(learning_rate(self.opt, self.t))  # The schedule counts updates from 0.
     self.t += 1
+    decay = np.float32(self.opt.get('weight_decay') or 0.0)
     for j, (value, g) in enumerate(zip(self._values(), grads, strict=True)):
-      value -= self._update(j, g.astype(np.float32))
+      g = g.astype(np.float32)
+      if decay:  # optax.add_decayed_weights before the optimizer, as the recipes chain it.
+        g = g + decay * value
+      value -= self._update(j, g, lr)
     return loss
 
-  def _update(self, j, g):
-    o, lr = self.opt, np.float32(self.opt['learning_rate'])
+  def _update(self, j, g, lr):
+    o = self.opt
     if o['name'] == 'adam':
       b1, b2, eps = np.float32(0.9), np.float32(0.999), np.float32(1e-8)
       self.slots[j] = b1 * self.slots[j] + (1 - b1) * g
@@ -157,7 +164,8 @@ class DeviceTrainer:
   def dense_params(self) -> dict:
     """The trained ticket in the full shapes (flat dict like the file's params).
 
-    Dropped units keep their starting values: their gradients are exactly zero.
+    Dropped units keep their starting values: their gradients are exactly zero (with weight
+    decay the framework shrinks them, and they still reach no output).
     """
     out = {k: v.copy() for k, v in self.start.items()}
     for i, name in enumerate(self.names):
@@ -167,6 +175,20 @@ class DeviceTrainer:
       out[f'{name}/kernel'][np.ix_(rows, cols)] = block
       out[f'{name}/bias'][cols] = self.biases[i]
     return out
+
+
+def learning_rate(optimizer: dict, count: int) -> float:
+  """The recipes' schedule at update ``count`` (from 0): a linear warmup from 0 over
+  ``warmup_steps``, then the base rate times ``decay_factor`` at each milestone reached
+  (``lth_jax.study.from_config.learning_rate_schedule``, in numpy)."""
+  rate = float(optimizer['learning_rate'])
+  warmup = int(optimizer.get('warmup_steps') or 0)
+  if warmup and count < warmup:
+    return rate * count / warmup
+  for milestone in sorted(optimizer.get('milestones') or ()):
+    if count >= milestone:
+      rate *= float(optimizer.get('decay_factor', 0.1))
+  return rate
 
 
 def sampled_product(delta, h, rows, cols) -> np.ndarray:

@@ -12,8 +12,12 @@ the ticket of level L, then trains like every arm (``lth_jax.study.levels``):
   by the same score within the layer; otherwise it is ranked with the rest
   (``Plan.at_init_pools``). SNIP and GraSP score one class-balanced batch of
   ``samples_per_class`` training examples per class (drawn with the arm's key);
-  SynFlow is data-free (100 rounds, exponential schedule). Scores are computed
-  in eval mode (batch norm with its running statistics, no dropout).
+  SynFlow is data-free (100 rounds, exponential schedule). SNIP and GraSP
+  score with batch norm in train mode (``at_init.bn_mode='train'``, the default:
+  the batch's own statistics, as Frankle et al. 2021 score) or in eval mode
+  (``'eval'``: the running statistics, at θ0 the initial 0 and 1); SynFlow in
+  eval mode; never with dropout. GraSP's gradient and Hessian are taken over the
+  prunable weights only (``scores.grasp``).
 * ``signed_constant`` (Zhou et al. 2019): the ticket's mask; every kept weight
   is sign(θ)·σ, σ the standard deviation of the rewound layer's values (all of
   the dense layer: an estimate of the initializer's σ that Zhou et al. use,
@@ -40,7 +44,10 @@ from lth_jax.core import pools as pools_lib
 from lth_jax.core import train as train_lib
 from lth_jax.core.rewind import rewind
 
-AT_INIT_DEFAULTS = {'samples_per_class': 10, 'supermask_steps': 2000, 'supermask_lr': 0.01}
+AT_INIT_DEFAULTS = {
+  'samples_per_class': 10, 'supermask_steps': 2000, 'supermask_lr': 0.01, 'bn_mode': 'train',
+}  # fmt: skip
+BN_MODES = ('train', 'eval')
 SYNFLOW_ROUNDS = 100
 
 
@@ -51,6 +58,7 @@ class Settings:
   samples_per_class: int = AT_INIT_DEFAULTS['samples_per_class']
   supermask_steps: int = AT_INIT_DEFAULTS['supermask_steps']
   supermask_lr: float = AT_INIT_DEFAULTS['supermask_lr']
+  bn_mode: str = AT_INIT_DEFAULTS['bn_mode']  # SNIP's and GraSP's batch norm: 'train' or 'eval'.
 
 
 def balanced_batch(key, train: train_lib.DataArrays, *, per_class: int, num_classes: int):
@@ -70,7 +78,7 @@ def scored_masks(ctx: Context, name: str, state_k, masks, key):
   pools = ctx.plan.at_init_pools()
   counts = pools_lib.alive_counts(masks, pools)
   start, params = state_k.masks, state_k.params
-  apply_fn = ctx.apply_fn(state_k.model_state)
+  apply_fn = ctx.apply_fn(state_k.model_state)  # SynFlow: eval mode.
   if name == 'magnitude_init':
     scores = scores_lib.magnitude(params)
   elif name == 'synflow':
@@ -83,10 +91,12 @@ def scored_masks(ctx: Context, name: str, state_k, masks, key):
       key, ctx.train, per_class=ctx.settings.samples_per_class, num_classes=ctx.num_classes
     )
     batch = (ctx.task.normalize(x), y)
+    scoring = ctx.apply_fn(state_k.model_state, batch_statistics=ctx.settings.bn_mode == 'train')
     if name == 'snip':
-      scores = scores_lib.snip(params, start, batch, apply_fn=apply_fn)
+      scores = scores_lib.snip(params, start, batch, apply_fn=scoring)
     else:  # GraSP removes the largest S(-θ): the kept ones rank by -S.
-      scores = jax.tree.map(jnp.negative, scores_lib.grasp(params, start, batch, apply_fn=apply_fn))
+      grasp = scores_lib.grasp(params, start, batch, apply_fn=scoring, weights=ctx.plan.prunable())
+      scores = jax.tree.map(jnp.negative, grasp)
   return pools_lib.select(scores, start, pools=pools, counts=counts)
 
 
@@ -133,4 +143,9 @@ register(Arm('grasp', 'GraSP at init', _scored('grasp')))
 register(Arm('synflow', 'SynFlow at init', _scored('synflow')))
 register(Arm('magnitude_init', 'magnitude at init', _scored('magnitude_init')))
 register(Arm('signed_constant', 'signed constant (ticket mask)', signed_constant))
-register(Arm('supermask', 'supermask (no weight trained)', supermask, trains=False))
+register(
+  Arm(
+    'supermask', 'supermask (no weight trained)', supermask, trains=False,
+    mask_steps=lambda context: context.settings.supermask_steps,
+  )
+)  # fmt: skip

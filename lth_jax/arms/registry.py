@@ -34,6 +34,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import jax
+
 from lth_jax.core import train as train_lib
 from lth_jax.core.plan import Plan
 from lth_jax.core.train import DataArrays, Task, TrainState
@@ -68,10 +70,24 @@ class Context:
       self.task.model, key, self.input_shape, scheme=self.init, weights=self.plan.prunable()
     )
 
-  def apply_fn(self, model_state):
-    """``apply(params, x) -> logits`` in eval mode with ``model_state``'s statistics."""
-    kwargs = train_lib.call_kwargs(self.task.model, False)
-    return lambda p, x: self.task.model.apply({'params': p, **model_state}, x, **kwargs)
+  def apply_fn(self, model_state, *, batch_statistics: bool = False):
+    """``apply(params, x) -> logits``: in eval mode with ``model_state``'s statistics, or with
+    ``batch_statistics`` batch norm normalizing by the batch's own (train mode; the updated
+    running statistics are dropped, and dropout stays off)."""
+    model = self.task.model
+    if not (batch_statistics and model_state):
+      kwargs = train_lib.call_kwargs(model, False)
+      return lambda p, x: model.apply({'params': p, **model_state}, x, **kwargs)
+    kwargs = train_lib.call_kwargs(model, True)
+    rngs = {'dropout': jax.random.key(0)}  # Unused by the zoo's batch-norm nets (no dropout).
+
+    def apply(p, x):
+      logits, _ = model.apply(
+        {'params': p, **model_state}, x, mutable=list(model_state), rngs=rngs, **kwargs
+      )
+      return logits
+
+    return apply
 
 
 Start = Callable[[Context, TrainState, Any, Any], TrainState]
@@ -85,6 +101,8 @@ class Arm:
   label: str
   start: Start
   trains: bool = True  # False: evaluated as it starts (no weight is trained).
+  # The iterations spent choosing the mask (a learned mask's), recorded in its rows.
+  mask_steps: Callable[[Context], int] | None = None
 
 
 _ARMS: dict[str, Arm] = {}

@@ -10,8 +10,8 @@ pass.
 * ``snip`` (Lee et al. 2019): |∂L/∂θ ⊙ θ|, the sensitivity of the loss to each
   connection, on a batch. Kept: the largest.
 * ``grasp`` (Wang et al. 2020): S(−θ) = −θ ⊙ Hg, with g = ∂L/∂θ and H the
-  Hessian of L, on a batch whose logits are divided by ``temperature`` (200 in
-  the authors' code). The paper removes the weights of LARGEST S(−θ) (their
+  Hessian of L with respect to the prunable weights (the others held fixed), on a
+  batch whose logits are divided by ``temperature`` (200 in the authors' code). The paper removes the weights of LARGEST S(−θ) (their
   removal reduces the gradient flow least), so the kept ones have the smallest.
 * ``synflow`` (Tanaka et al. 2020): data-free. With |θ| as the weights and an
   all-ones input, R = Σ outputs; the score is ∂R/∂θ ⊙ θ (θ = |θ| here).
@@ -53,17 +53,32 @@ def snip(params, masks, batch, key=None, *, apply_fn):
   return jax.tree.map(lambda g, w: jnp.abs(g * w), grads, params)
 
 
-def grasp(params, masks, batch, key=None, *, apply_fn, temperature: float = 200.0):
+def grasp(params, masks, batch, key=None, *, apply_fn, weights, temperature: float = 200.0):
   """GraSP's S(−θ) = −θ ⊙ Hg on ``batch``; the weights of largest S are the ones removed.
 
-  Hg is the Hessian-gradient product, the directional derivative of the
-  gradient along g (``jax.jvp`` of ``jax.grad``): no Hessian is formed.
+  g and H are the gradient and the Hessian of the loss with respect to the prunable
+  weights alone (``weights``: Python bools like params, e.g. ``Plan.prunable()``),
+  every other parameter (biases, batch-norm scale and shift) held fixed, as the
+  authors' code (the conv/linear ``.weight``s only). Hg is the directional
+  derivative of that gradient along g (``jax.jvp`` of ``jax.grad``): no Hessian
+  is formed. Leaves that are not weights score 0.
   """
   del key
-  grad_fn = jax.grad(lambda p: _loss(apply_fn, p, masks, batch, temperature))
-  grads = grad_fn(params)
-  _, hg = jax.jvp(grad_fn, (params,), (grads,))
-  return jax.tree.map(lambda w, h: -w * h, params, hg)
+  leaves, treedef = jax.tree.flatten(params)
+  chosen = [bool(w) for w in treedef.flatten_up_to(weights)]
+
+  def merged(w):  # The chosen leaves from ``w``, the others as they are.
+    it = iter(w)
+    return treedef.unflatten([next(it) if c else x for x, c in zip(leaves, chosen, strict=True)])
+
+  w0 = [x for x, c in zip(leaves, chosen, strict=True) if c]
+  grad_fn = jax.grad(lambda w: _loss(apply_fn, merged(w), masks, batch, temperature))
+  grads = grad_fn(w0)
+  _, hg = jax.jvp(grad_fn, (w0,), (grads,))
+  scored = iter([-w * h for w, h in zip(w0, hg, strict=True)])
+  return treedef.unflatten(
+    [next(scored) if c else jnp.zeros_like(x) for x, c in zip(leaves, chosen, strict=True)]
+  )
 
 
 def synflow(params, masks, batch=None, key=None, *, apply_fn, input_shape):

@@ -12,6 +12,13 @@ Batch-norm statistics (model state) are rewound with the weights.
 
 ``rewind_optimizer='fresh'`` (OpenLTH's rule) instead restarts the optimizer's
 moments at k while the learning-rate schedule continues: ``with_fresh_optimizer``.
+
+How a pruned level retrains (``Study.retrain``, Renda, Frankle & Carbin 2020):
+``rewind`` restarts from θk as above; ``lr_rewind`` keeps the trained weights θT
+and replays the learning-rate schedule from k (a fresh optimizer, its schedule
+at k); ``finetune`` keeps θT and trains at the final learning rate (a fresh
+optimizer, its schedule held at T). Every mode trains from step k to T, on the
+same data order.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ def rewind(state_k: TrainState, masks) -> TrainState:
 
 
 REWIND_OPTIMIZER = ('restore', 'fresh')
+RETRAIN = ('rewind', 'lr_rewind', 'finetune')
 _INJECTED = tuple(
   t
   for t in (optax.InjectHyperparamsState, getattr(optax, 'InjectStatefulHyperparamsState', None))
@@ -37,7 +45,7 @@ _INJECTED = tuple(
 
 
 def with_fresh_optimizer(
-  state_k: TrainState, optimizer: optax.GradientTransformation
+  state_k: TrainState, optimizer: optax.GradientTransformation, *, schedule_step=None
 ) -> TrainState:
   """``state_k`` with a fresh optimizer state whose learning-rate schedule stays at step k.
 
@@ -47,15 +55,19 @@ def with_fresh_optimizer(
   schedule continues from iteration k. optax schedules read their step from
   their own state (``ScaleByScheduleState.count``, ``InjectHyperparamsState``),
   so those counters are carried over from ``state_k`` and everything else is
-  ``optimizer.init``'s.
+  ``optimizer.init``'s. ``schedule_step``: the schedule's counters set to that step
+  instead (fine-tuning holds the schedule at its final value T).
   """
   fresh = optimizer.init(state_k.params)
 
+  def at(count):
+    return count if schedule_step is None else jax.numpy.full_like(count, schedule_step)
+
   def keep_schedule(new, old):
     if isinstance(new, optax.ScaleByScheduleState):
-      return old
+      return old._replace(count=at(old.count))
     if isinstance(new, _INJECTED):  # Hyperparameter schedules: all but the inner state.
-      return old._replace(inner_state=new.inner_state)
+      return old._replace(inner_state=new.inner_state, count=at(old.count))
     return new
 
   schedule_states = (optax.ScaleByScheduleState, *_INJECTED)

@@ -58,6 +58,7 @@ def make_study(
   standardize: bool | None = None,
   init: str = models.DEFAULT_INIT,
   rewind_optimizer: str = 'restore',
+  retrain: str = 'rewind',
   augment: bool = False,
   train_eval_size: int = 5000,
   eval_batch_size: int = 1000,
@@ -93,6 +94,7 @@ def make_study(
     standardize: per-channel standardization (None: for uint8 images only).
     init: re-draw the prunable weights from a scheme of ``models.INITS``.
     rewind_optimizer: 'restore' or 'fresh' (``lth_jax.core.rewind``).
+    retrain: 'rewind', 'lr_rewind' or 'finetune' (``lth_jax.core.rewind``).
     augment: random crop (pad 4) and flip of image batches.
     at_init: the ``at_init.*`` config keys (samples_per_class, supermask_steps,
       supermask_lr) of the arms that prune early (``lth_jax.arms.at_init``).
@@ -118,6 +120,7 @@ def make_study(
   rules.check_seeds(seeds)
   _check_choice('init', init, (models.DEFAULT_INIT, *models.INITS))
   _check_choice('rewind_optimizer', rewind_optimizer, rewind_lib.REWIND_OPTIMIZER)
+  _check_choice('retrain', retrain, rewind_lib.RETRAIN)
   _check_choice('parallel', str(parallel).lower(), parallel_lib.MODES)
   data = inputs_lib.prepare(
     train, test, validation, standardize=standardize, train_eval_size=train_eval_size,
@@ -162,6 +165,7 @@ def make_study(
     task=task, inputs=data, plan=plan, num_steps=num_steps, eval_every=eval_every,
     rewind_step=rewind_step, num_levels=num_levels, arms=arms, seeds=seeds,
     iterative=bool(prune['iterative']), init=init, rewind_optimizer=rewind_optimizer,
+    retrain=retrain,
     curve_every=curve_every, criterion=prune['criterion'], at_init=settings, execution=execution,
   )  # fmt: skip
   if vmapped:
@@ -185,6 +189,7 @@ def _at_init(at_init) -> at_init_lib.Settings:
     raise ConfigError(
       f'at_init keys {sorted(unknown)} are unknown; known: {sorted(at_init_lib.AT_INIT_DEFAULTS)}.'
     )
+  _check_choice('at_init.bn_mode', values['bn_mode'], at_init_lib.BN_MODES)
   if min(values['samples_per_class'], values['supermask_steps']) < 1 or values['supermask_lr'] <= 0:
     raise ConfigError(
       f'at_init={values} is not allowed: samples_per_class and supermask_steps must be at '

@@ -121,6 +121,10 @@ class Study:
       ``curve_every`` iterations, for the curves (0: only where the summary reads
       them: each new validation minimum and the final step).
     criterion: what IMP ranks the weights by (``lth_jax.core.criteria``).
+    retrain: how a pruned level retrains, which is also what the next level prunes:
+      'rewind' (weights and schedule to k), 'lr_rewind' (the trained weights, the
+      schedule replayed from k) or 'finetune' (the trained weights at the final
+      learning rate); see ``lth_jax.core.rewind``.
     at_init: the settings of the arms that prune early (``lth_jax.arms.at_init``).
     imported: an imported ticket (``lth_jax.study.starts.Imported``): seed ->
       (params, masks). Level 1's masks are its masks and every pruned level starts
@@ -142,6 +146,7 @@ class Study:
   rewind_optimizer: str = 'restore'
   curve_every: int = 0
   criterion: str = 'large_final'
+  retrain: str = 'rewind'
   at_init: at_init_lib.Settings = dataclasses.field(default_factory=at_init_lib.Settings)
   imported: Callable[[int], tuple[Any, Any]] | None = None
   execution: Execution = dataclasses.field(default_factory=Execution)
@@ -255,6 +260,8 @@ class Study:
     added = {}
     if self.criterion != criteria.DEFAULT:
       added['criterion'] = self.criterion
+    if self.retrain != 'rewind':
+      added['retrain'] = self.retrain
     if self.at_init != at_init_lib.Settings():
       added['at_init'] = dataclasses.asdict(self.at_init)
     return added

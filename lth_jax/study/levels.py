@@ -74,7 +74,8 @@ def train_levels(study: Study, store: Store | None = None, progress=None) -> Sto
 def evaluate_untrained(study: Study, store: Store, run: RunKey) -> tuple[dict, float]:
   """Records an arm that trains no weight (a supermask) as it starts: one evaluation.
 
-  Its row reads the metrics of that evaluation (at the start step) as the early-stop ones.
+  Its row reads the metrics of that evaluation (at the start step) as the early-stop ones,
+  with no early-stop step (nothing was trained) and the iterations its mask took.
   """
   began = time.perf_counter()
   state = starts_lib.start_states(study, store, [run])[0]
@@ -300,7 +301,13 @@ def finish(
     'diverged': int(diverged_step >= 0),
     'diverged_step': diverged_step if diverged_step >= 0 else '',
     'collapsed_layers': study.plan.collapsed_layers(state.masks),
+    'mask_steps': '',
   }
+  arm = registry.get(run.arm)
+  if not arm.trains:  # No weight trained: no early stop to speak of (left out of its figures).
+    summary['early_stop_step'] = ''
+  if arm.mask_steps is not None:
+    summary['mask_steps'] = arm.mask_steps(study.context)
   base = {'seed': run.seed, 'level': run.level, 'arm': run.arm}
   curves = [
     {**base, 'step': int(s), **{m: float(v) for m, v in zip(EVAL_METRICS, row, strict=True)}}

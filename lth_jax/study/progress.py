@@ -101,9 +101,10 @@ class LogProgress:
 
   def run_finished(self, row: dict, seconds: float) -> None:
     self.last = time.monotonic()
+    stop = row['early_stop_step'] if row['early_stop_step'] != '' else '—'  # '—': nothing trained.
     self.log(
       f'{time.strftime("%H:%M:%S")} done: seed {row["seed"]} level {row["level"]} {row["arm"]}, '
-      f'{100 * float(row["weights_remaining"]):.1f}% remaining, early stop {row["early_stop_step"]}, '
+      f'{100 * float(row["weights_remaining"]):.1f}% remaining, early stop {stop}, '
       f'test acc {100 * float(row["test_accuracy_at_early_stop"]):.2f}%, {seconds:.1f} s'
       + (' (diverged)' if int(row['diverged']) else '')
     )

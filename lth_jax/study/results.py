@@ -30,6 +30,7 @@ SUMMARY_COLUMNS = (
   'seed', 'level', 'arm', 'weights_remaining', 'early_stop_step', 'val_loss_at_early_stop',
   'val_accuracy_at_early_stop', 'test_accuracy_at_early_stop', 'train_accuracy_at_early_stop',
   'final_test_accuracy', 'final_step', 'diverged', 'diverged_step', 'collapsed_layers',
+  'mask_steps',
 )  # fmt: skip
 CURVE_COLUMNS = ('seed', 'level', 'arm', 'step', *EVAL_METRICS)
 LAYER_COLUMNS = ('seed', 'level', 'arm', 'layer', 'kept', 'total', 'fraction')
@@ -127,7 +128,8 @@ COLUMN_CHECKS = {
   'arm': (_name, 'an arm name (letters, digits, _ and /)'),
   'layer': (_name, 'a layer name (letters, digits, _ and /)'),
   'step': _STEP,
-  'early_stop_step': _STEP,
+  'early_stop_step': (lambda t: t == '' or _STEP[0](t), 'an iteration, or empty (no weight trained)'),
+  'mask_steps': (lambda t: t == '' or _STEP[0](t), 'a number of iterations, or empty'),
   'final_step': _STEP,
   'rewind_step': _STEP,
   'diverged': (lambda t: t in ('0', '1'), '0 or 1'),

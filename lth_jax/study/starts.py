@@ -56,20 +56,34 @@ def level_masks(study: Study, store: Store, seed: int, level: int):
   return masks
 
 
-def rewound(study: Study, store: Store, seed: int) -> TrainState:
-  """The state every pruned level of ``seed`` starts from, before its masks: θk (or θ0)
-  with the study's optimizer rule, or an imported ticket's values."""
+def rewound(study: Study, store: Store, seed: int, level: int = 1) -> TrainState:
+  """The state pruned level ``level`` of ``seed`` starts from, before its masks: θk (or θ0)
+  with the study's optimizer rule, or an imported ticket's values; with ``retrain`` =
+  'lr_rewind' / 'finetune', the trained network it is pruned from at step k, with a fresh
+  optimizer whose schedule is at k / held at T (``lth_jax.core.rewind``)."""
   state_k = study.rewound(store.trees.load(artifacts.rewind(seed), like=study.state_like()))
+  optimizer = study.task.optimizer
   if study.imported is not None:  # θk's values replaced, with a fresh optimizer.
     params = study.imported(seed)[0]
-    state_k = rewind_lib.with_fresh_optimizer(state_k._replace(params=params), study.task.optimizer)
-  return state_k
+    return rewind_lib.with_fresh_optimizer(state_k._replace(params=params), optimizer)
+  if study.retrain == 'rewind':
+    return state_k
+  trained = store.trees.load(
+    artifacts.trained(seed, study.pruning_source(level), 'ticket'), like=trained_like(study)
+  )
+  state = state_k._replace(params=trained['params'], model_state=trained['model_state'])
+  held = study.num_steps if study.retrain == 'finetune' else None
+  return rewind_lib.with_fresh_optimizer(state, optimizer, schedule_step=held)
 
 
 def ticket_at_k(study: Study, store: Store, seed: int, level: int) -> TrainState:
   """The level's ticket at the rewind step: masks_L ⊙ θk with the rest of the state at k
   (level 0: the dense network at k)."""
-  return rewind_lib.rewind(rewound(study, store, seed), level_masks(study, store, seed, level))
+  if level == 0:  # The dense network at k.
+    start = study.rewound(store.trees.load(artifacts.rewind(seed), like=study.state_like()))
+  else:
+    start = rewound(study, store, seed, level)
+  return rewind_lib.rewind(start, level_masks(study, store, seed, level))
 
 
 def start_states(study: Study, store: Store, runs: Sequence[RunKey]) -> list[TrainState]:
@@ -86,7 +100,7 @@ def start_states(study: Study, store: Store, runs: Sequence[RunKey]) -> list[Tra
     else:
       masks = level_masks(study, store, run.seed, run.level)
       key = control_key(run.seed, run.level, run.arm)
-      state = study.start(run.arm, rewound(study, store, run.seed), masks, key)
+      state = study.start(run.arm, rewound(study, store, run.seed, run.level), masks, key)
     starts.append(state)
   return starts
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
@@ -24,14 +25,16 @@ def level_table(rows: Iterable[Mapping]) -> str:
   order = lambda item: (item[0][0], arm_rank(item[0][1]), item[0][1])
   for (level, arm), members in sorted(groups.items(), key=order):
     ok = [r for r in members if not is_diverged(r)]
-    stop = mean_std([float(r['early_stop_step']) for r in ok])
+    stop = mean_std([float(r['early_stop_step'] or 'nan') for r in ok])  # '': trains no weight.
     acc = mean_std([100 * float(r['test_accuracy_at_early_stop']) for r in ok])
     remaining = 100 * float(members[0]['weights_remaining'])
     spread = len(ok) > 1  # One value has no sample standard deviation: no ± then.
-    stop_text = f'{stop[0]:>8.0f}' + (f' ± {stop[1]:<4.0f}' if spread else ' ' * 7)
-    acc_text = f'{acc[0]:>13.2f}' + (f' ± {acc[1]:.2f}' if spread else ' ' * 7)
+    stop_text = (
+      '—' if math.isnan(stop[0]) else f'{stop[0]:.0f}' + (f' ± {stop[1]:.0f}' if spread else '')
+    )
+    acc_text = f'{acc[0]:.2f}' + (f' ± {acc[1]:.2f}' if spread else '') + ' %'
     lines.append(
-      f'{level:>5}  {remaining:>8.1f}%  {arm:<12} {stop_text}  {acc_text} %  {len(ok):>5}  '
+      f'{level:>5}  {remaining:>8.1f}%  {arm:<12} {stop_text:>15}  {acc_text:>22}  {len(ok):>5}  '
       f'{len(members) - len(ok):>8}'
     )
   return '\n'.join(lines)
