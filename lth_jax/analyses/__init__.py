@@ -7,4 +7,4 @@ training of a ticket on a small device). Importing this package registers its
 stages (``lth_jax.study.stages``).
 """
 
-from lth_jax.analyses import lmc_stage, transfer  # noqa: F401 (registers the stages)
+from lth_jax.analyses import lmc_stage, successive, transfer  # noqa: F401 (registers the stages)

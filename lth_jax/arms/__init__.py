@@ -6,7 +6,7 @@ scores that choose them) · ``supermask``. Importing this package registers the
 built-in arms.
 """
 
-from lth_jax.arms import at_init, controls  # noqa: F401 (registers the built-in arms)
+from lth_jax.arms import ablations, at_init, controls  # noqa: F401 (registers the built-in arms)
 from lth_jax.arms.registry import BUILT_IN, Arm, Context, arm_id, get, label, names, register
 
 __all__ = ['BUILT_IN', 'Arm', 'Context', 'arm_id', 'get', 'label', 'names', 'register']

@@ -73,3 +73,5 @@ register(Arm('reinit', 'random reinit', reinit))
 register(Arm('random_prune', 'random pruning', random_prune))
 register(Arm('shuffle', 'shuffled init', shuffle))
 register(Arm('sign_reinit', 'sign-preserving reinit', sign_reinit))
+# The ticket's start with the masks the early-bird search found (You et al. 2020).
+register(Arm('early_bird', 'early-bird ticket', ticket, masks='early_bird'))

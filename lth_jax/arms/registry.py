@@ -45,6 +45,10 @@ from lth_jax.errors import ConfigError
 BUILT_IN = (
   'ticket', 'reinit', 'random_prune', 'shuffle', 'sign_reinit',
   'snip', 'grasp', 'synflow', 'magnitude_init', 'signed_constant', 'supermask',
+  # A control applied to a mask chosen at init (``lth_jax.arms.ablations``).
+  'snip/shuffle', 'snip/reinit', 'grasp/shuffle', 'grasp/reinit', 'synflow/shuffle',
+  'synflow/reinit', 'magnitude_init/shuffle', 'magnitude_init/reinit',
+  'early_bird',
 )  # fmt: skip
 
 
@@ -103,6 +107,11 @@ class Arm:
   trains: bool = True  # False: evaluated as it starts (no weight is trained).
   # The iterations spent choosing the mask (a learned mask's), recorded in its rows.
   mask_steps: Callable[[Context], int] | None = None
+  # The arm whose key this one is given (a composite's source: the same mask, paired).
+  key_of: str | None = None
+  # Stored masks it starts from in place of the level's ticket masks ('early_bird': those the
+  # early-bird search of the level before found; ``lth_jax.study.early_bird``).
+  masks: str | None = None
 
 
 _ARMS: dict[str, Arm] = {}

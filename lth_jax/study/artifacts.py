@@ -10,6 +10,7 @@ A study's trees live in a ``TreeStore`` under these names (on disk:
     seed_S/init                  θ0: {'params', 'model_state'}
     seed_S/rewind                the whole train state at the rewind step k (θk)
     seed_S/level_L/masks         the ticket's masks at level L
+    seed_S/level_L/early_bird_masks   the masks of level L-1's early-bird search
     seed_S/level_L/<arm>         an arm's trained {'params', 'model_state'} ('/' in the arm's name: '~')
     progress/level_L/<runs>      mid-level state of a group of runs (resumable)
 """
@@ -56,6 +57,11 @@ def masks(seed: int, level: int) -> str:
 def trained(seed: int, level: int, arm: str) -> str:
   # An arm named '<source>/<control>' is one directory: '<source>~<control>'.
   return f'seed_{_index(seed)}/level_{_index(level)}/{_arm(arm).replace("/", "~")}'
+
+
+def early_bird_masks(seed: int, level: int) -> str:
+  """The masks the early-bird search of level - 1's ticket found, for level's early_bird arm."""
+  return f'seed_{_index(seed)}/level_{_index(level)}/early_bird_masks'
 
 
 def progress(level: int, runs: Sequence[tuple[int, str]]) -> str:

@@ -6,6 +6,7 @@ calls this with a config's values, a notebook calls it directly.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import jax
@@ -19,7 +20,7 @@ from lth_jax.core.plan import make_plan
 from lth_jax.data import inputs as inputs_lib
 from lth_jax.errors import ConfigError
 from lth_jax.study import rules
-from lth_jax.study.definition import Execution, Study, seed_keys
+from lth_jax.study.definition import EarlyBird, Execution, Study, seed_keys
 from lth_jax.training import parallel as parallel_lib
 
 PRUNING_DEFAULTS = {
@@ -59,6 +60,7 @@ def make_study(
   init: str = models.DEFAULT_INIT,
   rewind_optimizer: str = 'restore',
   retrain: str = 'rewind',
+  early_bird: dict | None = None,
   augment: bool = False,
   train_eval_size: int = 5000,
   eval_batch_size: int = 1000,
@@ -95,6 +97,8 @@ def make_study(
     init: re-draw the prunable weights from a scheme of ``models.INITS``.
     rewind_optimizer: 'restore' or 'fresh' (``lth_jax.core.rewind``).
     retrain: 'rewind', 'lr_rewind' or 'finetune' (``lth_jax.core.rewind``).
+    early_bird: the ``early_bird.*`` config keys (window, epsilon) of the early-bird
+      search the ``early_bird`` arm starts from (``lth_jax.study.early_bird``).
     augment: random crop (pad 4) and flip of image batches.
     at_init: the ``at_init.*`` config keys (samples_per_class, supermask_steps,
       supermask_lr) of the arms that prune early (``lth_jax.arms.at_init``).
@@ -165,7 +169,7 @@ def make_study(
     task=task, inputs=data, plan=plan, num_steps=num_steps, eval_every=eval_every,
     rewind_step=rewind_step, num_levels=num_levels, arms=arms, seeds=seeds,
     iterative=bool(prune['iterative']), init=init, rewind_optimizer=rewind_optimizer,
-    retrain=retrain,
+    retrain=retrain, early_bird=_early_bird(early_bird),
     curve_every=curve_every, criterion=prune['criterion'], at_init=settings, execution=execution,
   )  # fmt: skip
   if vmapped:
@@ -196,6 +200,17 @@ def _at_init(at_init) -> at_init_lib.Settings:
       'least 1 and supermask_lr positive.'
     )
   return at_init_lib.Settings(**values)
+
+
+def _early_bird(early_bird) -> EarlyBird:
+  values = {**dataclasses.asdict(EarlyBird()), **(early_bird or {})}
+  if set(values) != {'window', 'epsilon'}:
+    raise ConfigError(f'early_bird keys {sorted(values)} are not window and epsilon.')
+  if not (
+    isinstance(values['window'], int) and values['window'] >= 2 and 0 < values['epsilon'] < 1
+  ):
+    raise rules.not_allowed('early_bird', values, 'a window of 2 or more masks, epsilon in (0, 1)')
+  return EarlyBird(**values)
 
 
 def _check_choice(name, value, options):

@@ -71,6 +71,14 @@ class RunKey:
     return artifacts.trained(self.seed, self.level, self.arm)
 
 
+@dataclasses.dataclass(frozen=True)
+class EarlyBird:
+  """The ``early_bird.*`` config keys: You et al.'s window of masks and largest distance."""
+
+  window: int = 5
+  epsilon: float = 0.1
+
+
 @dataclasses.dataclass
 class Execution:
   """How a study's runs are trained; nothing here changes a result.
@@ -126,6 +134,7 @@ class Study:
       schedule replayed from k) or 'finetune' (the trained weights at the final
       learning rate); see ``lth_jax.core.rewind``.
     at_init: the settings of the arms that prune early (``lth_jax.arms.at_init``).
+    early_bird: the early-bird search's window and distance (``lth_jax.study.early_bird``).
     imported: an imported ticket (``lth_jax.study.starts.Imported``): seed ->
       (params, masks). Level 1's masks are its masks and every pruned level starts
       from its params in place of θk's, with a fresh optimizer.
@@ -148,6 +157,7 @@ class Study:
   criterion: str = 'large_final'
   retrain: str = 'rewind'
   at_init: at_init_lib.Settings = dataclasses.field(default_factory=at_init_lib.Settings)
+  early_bird: EarlyBird = dataclasses.field(default_factory=lambda: EarlyBird())
   imported: Callable[[int], tuple[Any, Any]] | None = None
   execution: Execution = dataclasses.field(default_factory=Execution)
 
@@ -264,4 +274,6 @@ class Study:
       added['retrain'] = self.retrain
     if self.at_init != at_init_lib.Settings():
       added['at_init'] = dataclasses.asdict(self.at_init)
+    if self.early_bird != EarlyBird():
+      added['early_bird'] = dataclasses.asdict(self.early_bird)
     return added

@@ -16,7 +16,6 @@ from lth_jax.core import models
 from lth_jax.core import plan as plan_lib
 from lth_jax.core import train as train_lib
 from lth_jax.data import datasets as data_lib
-from lth_jax.errors import ConfigError
 from lth_jax.study import config as config_lib
 from lth_jax.study import starts
 from lth_jax.study.constructor import make_study
@@ -125,6 +124,7 @@ def from_config(
     init=c.model.init,
     rewind_optimizer=c.rewind_optimizer,
     retrain=c.retrain,
+    early_bird=dict(c.early_bird),
     augment=d.augment,
     train_eval_size=c.train_eval_size,
     eval_batch_size=c.eval_batch_size,
@@ -136,11 +136,6 @@ def from_config(
     at_init=dict(c.at_init),
   )
   if c.ticket:
-    if c.retrain != 'rewind':
-      raise ConfigError(
-        f'config.ticket and config.retrain={c.retrain!r} cannot go together: an imported ticket '
-        "starts from its own values (retrain='rewind')."
-      )
     study.imported = starts.Imported(c.ticket, study.state_like().params)
     study.imported.check(study.seeds)  # Before any training: a bad file costs seconds.
   return study

@@ -23,7 +23,7 @@ import numpy as np
 
 from lth_jax.arms import registry
 from lth_jax.core.train import EVAL_METRICS
-from lth_jax.study import artifacts
+from lth_jax.study import artifacts, early_bird, results
 from lth_jax.study import starts as starts_lib
 from lth_jax.study.definition import RunKey, Study, seed_keys
 from lth_jax.study.store import MemoryStore, Store
@@ -63,7 +63,9 @@ def train_levels(study: Study, store: Store | None = None, progress=None) -> Sto
       trained = _train_side_by_side(study, store, batch, states, progress)
       for group, (finals, curve, seconds) in zip(batch, trained, strict=True):
         for i, (run, final) in enumerate(zip(group, finals, strict=True)):
-          row = finish(study, store, run, final, *curve.of_run(i), seconds)
+          searched = [r for r in curve.early_bird if (r['seed'], r['arm']) == (run.seed, run.arm)]
+          extra = {results.EARLY_BIRD: searched} if searched else None
+          row = finish(study, store, run, final, *curve.of_run(i), seconds, extra)
           progress.run_finished(row, seconds)
         store.trees.delete(progress_name(group))
     for run in [r for r in pending if not registry.trains(r.arm)]:
@@ -225,15 +227,23 @@ def train_group(study: Study, store: Store, runs: Sequence[RunKey], starts, prog
   curve = new_curve(first, study.num_steps, eval_every=study.eval_every, num_runs=num_runs)
   val_like = np.zeros((num_runs,) if stacked else (), np.float32)
   curve.best = segment_lib.Best(val_like, state.params, state.model_state)
-  saved = store.trees.load_progress(name, like={'state': state, 'curve': curve.to_tree()})
+  tracker = _early_bird(study, store, runs, stacked, first)
+  like = {'state': state, 'curve': curve.to_tree()}
+  if tracker is not None:
+    like['early_bird'] = tracker.to_tree()
+  saved = store.trees.load_progress(name, like=like)
   if saved is None:
     curve = None
+    if tracker is not None:
+      tracker.observe(first, state)  # The start, as an evaluation.
   else:
     place = sharder if stacked else jax.device_put
     curve.load_tree(saved['curve'])
     curve.best = place(curve.best)
     restored = jax.tree.map(lambda s, x: np.asarray(s, dtype=x.dtype), saved['state'], state)
     state = place(restored)
+    if tracker is not None:
+      tracker.load_tree(saved['early_bird'])
 
   def keep_rewind_state(step, state, curve):
     # Every process gathers (a collective); the store decides who writes.
@@ -243,6 +253,8 @@ def train_group(study: Study, store: Store, runs: Sequence[RunKey], starts, prog
 
   def save_progress(step, state, curve):
     tree = parallel.to_host({'state': state, 'curve': curve.to_tree()})
+    if tracker is not None:
+      tree['early_bird'] = tracker.to_tree()
     store.trees.save_progress(name, step, tree)
 
   resumed_at = first if curve is None else curve.last_step
@@ -250,6 +262,8 @@ def train_group(study: Study, store: Store, runs: Sequence[RunKey], starts, prog
   hooks = [_progress_hook(progress, resumed_at)]
   if runs[0].level == 0 and study.rewind_step > 0:
     hooks.append(Hook(keep_rewind_state, at=(study.rewind_step,)))
+  if tracker is not None:  # Before the checkpoint hook: a checkpoint holds this evaluation's.
+    hooks.append(Hook(tracker.observe, every=study.eval_every, at=(study.num_steps,), at_end=True))
   if execution.checkpoint_every or execution.checkpoint_seconds:
     hooks.append(
       Hook(save_progress, every=execution.checkpoint_every, seconds=execution.checkpoint_seconds)
@@ -263,7 +277,18 @@ def train_group(study: Study, store: Store, runs: Sequence[RunKey], starts, prog
   finally:
     progress.close()
   host = parallel.to_host(state)
+  curve.early_bird = tracker.finish() if tracker is not None else []
   return (parallel.unstack(host, num_real) if stacked else [host]), curve
+
+
+def _early_bird(study: Study, store: Store, runs, stacked: bool, first: int):
+  """The early-bird search of the group's ticket runs, when the study has the early_bird arm
+  and a next level to find its masks for (else None)."""
+  if 'early_bird' not in study.arms or runs[0].level >= study.num_levels:
+    return None
+  if not any(r.arm == 'ticket' for r in runs):
+    return None
+  return early_bird.Tracker(study, store, runs, stacked, first)
 
 
 def _progress_hook(progress, step: int) -> Hook:
@@ -288,9 +313,18 @@ def _describe(runs: Sequence[RunKey]) -> str:
 
 
 def finish(
-  study, store: Store, run: RunKey, state, steps, metrics, diverged_step: int, seconds
+  study,
+  store: Store,
+  run: RunKey,
+  state,
+  steps,
+  metrics,
+  diverged_step: int,
+  seconds,
+  extra=None,
 ) -> dict:
-  """Saves a trained run's params and records its rows; returns the summary row."""
+  """Saves a trained run's params and records its rows (and its ``extra`` tables' rows);
+  returns the summary row."""
   store.trees.save(run.name, {'params': state.params, 'model_state': state.model_state})
   summary = {
     'seed': run.seed,
@@ -317,5 +351,5 @@ def finish(
     {**base, 'layer': layer, 'kept': kept, 'total': total, 'fraction': kept / total}
     for layer, (kept, total) in study.plan.counts(state.masks).items()
   ]
-  store.results.record(summary, curves, layers, seconds)
+  store.results.record(summary, curves, layers, seconds, extra)
   return summary

@@ -35,13 +35,19 @@ SUMMARY_COLUMNS = (
 CURVE_COLUMNS = ('seed', 'level', 'arm', 'step', *EVAL_METRICS)
 LAYER_COLUMNS = ('seed', 'level', 'arm', 'layer', 'kept', 'total', 'fraction')
 TIMING_COLUMNS = ('seed', 'level', 'arm', 'wall_seconds')
+# The early-bird search of a ticket run (``lth_jax.study.early_bird``), one row per evaluation.
+EARLY_BIRD_COLUMNS = (
+  'seed', 'level', 'arm', 'step', 'distance', 'window_distance', 'early_bird', 'found',
+)  # fmt: skip
 
 SUMMARY, CURVES, LAYERS, TIMINGS = 'summary.csv', 'curves.csv', 'layers.csv', 'timings.csv'
+EARLY_BIRD = 'early_bird.csv'
 TABLES = {
   SUMMARY: SUMMARY_COLUMNS,
   CURVES: CURVE_COLUMNS,
   LAYERS: LAYER_COLUMNS,
   TIMINGS: TIMING_COLUMNS,
+  EARLY_BIRD: EARLY_BIRD_COLUMNS,
 }
 
 
@@ -136,6 +142,10 @@ COLUMN_CHECKS = {
   'diverged_step': (lambda t: t == '' or _STEP[0](t), 'an iteration, or empty'),
   'collapsed_layers': (lambda t: t == '' or all(map(_name, t.split(';'))), "layer names joined by ';', or empty"),
   'kept': (_int(2**62), 'a count'),
+  'distance': (lambda t: t == '' or _number(t), 'a number, or empty'),
+  'window_distance': (lambda t: t == '' or _number(t), 'a number, or empty'),
+  'early_bird': (lambda t: t in ('0', '1'), '0 or 1'),
+  'found': (lambda t: t in ('0', '1'), '0 or 1'),
   'total': (_int(2**62), 'a count'),
   **{name: (_number, 'a number') for name in _FLOATS},
 }  # fmt: skip

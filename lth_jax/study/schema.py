@@ -226,6 +226,8 @@ def _check_relations(c: dict[str, Any]) -> None:
       f'at most the {train_size} training examples left after validation',
     )
   _check_lmc(c)
+  if c['ticket'] and c['retrain'] != 'rewind':
+    raise _error('retrain', c['retrain'], "'rewind' when a ticket is imported (config.ticket)")
   if c['pruning.strategy'] == 'global' and c['pruning.rate'] == 0 and c['num_levels'] > 0:
     raise _error('pruning.rate', 0.0, 'a positive rate for global pruning')  # fmt: skip
 

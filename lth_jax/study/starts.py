@@ -15,12 +15,13 @@ from pathlib import Path
 
 import jax
 
+import lth_jax.arms as arms
 from lth_jax.core import criteria
 from lth_jax.core import masks as masks_lib
 from lth_jax.core import rewind as rewind_lib
 from lth_jax.core.train import TrainState
 from lth_jax.data import tickets
-from lth_jax.errors import ConfigError, DataError
+from lth_jax.errors import ConfigError, DataError, RunError
 from lth_jax.study import artifacts
 from lth_jax.study.definition import RunKey, Study, control_key
 from lth_jax.study.store import Store
@@ -98,11 +99,25 @@ def start_states(study: Study, store: Store, runs: Sequence[RunKey]) -> list[Tra
       if study.rewind_step == 0:
         store.trees.save(artifacts.rewind(run.seed), state)
     else:
+      arm = arms.get(run.arm)
       masks = level_masks(study, store, run.seed, run.level)
-      key = control_key(run.seed, run.level, run.arm)
+      if arm.masks == 'early_bird':
+        masks = _early_bird_masks(study, store, run.seed, run.level)
+      key = control_key(run.seed, run.level, arm.key_of or run.arm)
       state = study.start(run.arm, rewound(study, store, run.seed, run.level), masks, key)
     starts.append(state)
   return starts
+
+
+def _early_bird_masks(study: Study, store: Store, seed: int, level: int):
+  name = artifacts.early_bird_masks(seed, level)
+  if not store.trees.has(name):
+    raise RunError(
+      f'the early-bird masks of seed {seed} for level {level} ({name}) are missing: they are '
+      f"found while level {level - 1}'s ticket trains. Remove that run's row from "
+      'summary.csv to train it again.'
+    )
+  return store.trees.load(name, like=study.state_like().masks)
 
 
 class Imported:

@@ -49,8 +49,13 @@ class ResultSink(Protocol):
     """{(seed, level, arm): diverged} of the runs already recorded."""
     ...
 
-  def record(self, summary: dict, curves: list[dict], layers: list[dict], seconds: float) -> None:
-    """Records a finished run; its summary row is written last and marks it finished."""
+  def record(
+    self, summary: dict, curves: list[dict], layers: list[dict], seconds: float, extra=None
+  ) -> None:
+    """Records a finished run; its summary row is written last and marks it finished.
+
+    ``extra``: {table: rows} of the other tables the run writes (``results.TABLES``).
+    """
     ...
 
 
@@ -112,10 +117,12 @@ class MemoryResults:
   def finished(self):
     return {results.run_key(r): results.is_diverged(r) for r in self.summary()}
 
-  def record(self, summary, curves, layers, seconds):
+  def record(self, summary, curves, layers, seconds, extra=None):
     key = {k: summary[k] for k in ('seed', 'level', 'arm')}
     self.tables[results.CURVES].extend(curves)
     self.tables[results.LAYERS].extend(layers)
+    for table, rows in (extra or {}).items():
+      self.tables[table].extend(rows)
     self.tables[results.TIMINGS].append({**key, 'wall_seconds': round(seconds, 3)})
     self.tables[results.SUMMARY].append(summary)
 
@@ -207,10 +214,12 @@ class DiskResults:
   def rows(self, table):
     return results.read_rows(self.dir / table)
 
-  def record(self, summary, curves, layers, seconds):
+  def record(self, summary, curves, layers, seconds, extra=None):
     key = {k: summary[k] for k in ('seed', 'level', 'arm')}
     self._append(results.CURVES, curves)
     self._append(results.LAYERS, layers)
+    for table, rows in (extra or {}).items():
+      self._append(table, rows)
     self._append(results.TIMINGS, [{**key, 'wall_seconds': round(seconds, 3)}])
     self._append(results.SUMMARY, [summary])  # Last: this row marks the run finished.
 
@@ -313,8 +322,8 @@ class SecondaryResults:
   def finished(self):
     return {**self.disk.finished(), **self.mine.finished()}
 
-  def record(self, summary, curves, layers, seconds):
-    self.mine.record(summary, curves, layers, seconds)
+  def record(self, summary, curves, layers, seconds, extra=None):
+    self.mine.record(summary, curves, layers, seconds, extra)
 
   def summary(self):
     return self.disk.summary() + self.mine.summary()

@@ -25,6 +25,7 @@ class Curve:
 
   def __init__(self, num_runs: int, capacity: int):
     self.best = None  # segment.Best: the network at each run's lowest validation loss so far.
+    self.early_bird: list[dict] = []  # The early-bird search's rows (``lth_jax.study.early_bird``).
     self.count = 0
     self.steps = np.full((capacity,), -1, np.int64)
     self.metrics = np.full((capacity, num_runs, len(EVAL_METRICS)), np.nan, np.float32)
