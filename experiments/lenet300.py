@@ -47,6 +47,8 @@ PAPER = {
   },
 }
 
+VARIANTS = ('paper', 'quick', 'smoke')
+
 
 def get_config(variant: str = 'quick'):
   config = default_config()

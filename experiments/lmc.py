@@ -25,6 +25,11 @@ Variants:
   vgg16: VGG-16 on CIFAR-10, open_lth's cifar_vgg recipe with warmup
     (experiments/vgg19.py's), k in (0, 100, 500, 2000, 5000), levels 0, 8 and
     16 (2.8%), 3 seeds.
+  successive: connectivity between consecutive levels (Paul et al., ICLR 2023):
+    lenet300.py's main job (T = 5,000 iterations, k = 0) over all 16 levels (2.8%
+    of the weights left), ``lmc.successive``: the path from each level's trained
+    network projected on the next level's mask to the next level's trained
+    network, 31 points, 3 seeds. Measured: see README ("Consecutive levels").
   smoke: lenet300.py's smoke (a few hundred Fashion-MNIST images), 40 iterations,
     k in (0, 20), levels 0 and 1, 3 points on the path; seconds, for tests.
 """
@@ -33,11 +38,16 @@ from experiments import lenet300
 from experiments.lenet300 import PAPER  # noqa: F401 (the report's reference for LeNet runs)
 from experiments.vgg19 import open_lth_recipe
 
-VARIANTS = ('lenet300', 'resnet20', 'vgg16', 'smoke')
+VARIANTS = ('lenet300', 'successive', 'resnet20', 'vgg16', 'smoke')
 
 
 def get_config(variant: str = 'lenet300'):
-  if variant in ('lenet300', 'smoke'):
+  if variant == 'successive':
+    config = lenet300.get_config('quick')
+    config.num_levels = 16
+    config.num_seeds = 3
+    config.lmc.successive = True
+  elif variant in ('lenet300', 'smoke'):
     config = lenet300.get_config('quick' if variant == 'lenet300' else 'smoke')
     config.num_levels = 6 if variant == 'lenet300' else 1
     config.num_steps = 3000 if variant == 'lenet300' else 40

@@ -22,6 +22,12 @@ Variants (``get_config(variant)``):
   conv2: Conv-2 on CIFAR-10 with the paper's recipe, 10 levels of two rounds.
   resnet20: ResNet-20 on CIFAR-10, rewinding to 1,000, global pruning of 36%
     per level, 10 levels.
+  ablations: which part of a mask matters (Frankle, Dziugaite, Roy & Carbin, ICLR
+    2021): lenet300's recipe, every at-init source with its mask shuffled within
+    each layer (``<source>/shuffle``) and its weights reinitialized
+    (``<source>/reinit``) beside the ticket's ``shuffle`` and ``reinit``, 16 arms;
+    4 levels of three of the paper's rounds each (51%, 26%, 13% and 6.9% of the
+    weights remaining), 3 seeds. Measured: see README ("Which part of a mask matters").
   smoke: a few hundred examples and iterations, one level; seconds, for tests.
 """
 
@@ -30,36 +36,47 @@ from experiments.lenet300 import PAPER  # noqa: F401 (the report's reference for
 from lth_jax.study.config import default_config
 
 ARMS = 'ticket,random_prune,snip,grasp,synflow,magnitude_init,signed_constant,supermask'
-TWO_ROUNDS = {0.2: 0.36, 0.1: 0.19, 0.15: 0.2775}  # 1 - (1 - rate)^2: two rounds per level.
+SOURCES = ('snip', 'grasp', 'synflow', 'magnitude_init')
+ABLATIONS = ','.join(
+  ('ticket', 'shuffle', 'reinit', 'random_prune')
+  + tuple(f'{source}{control}' for source in SOURCES for control in ('', '/shuffle', '/reinit'))
+)
+
+VARIANTS = ('lenet300', 'ablations', 'conv2', 'resnet20', 'smoke')
 
 
-def _two_rounds_per_level(config, levels: int):
+def rounds_per_level(config, levels: int, rounds: int = 2):
+  """Levels of ``rounds`` of the paper's rounds each: 1 - (1 - rate)^rounds per level."""
   p = config.pruning
   p.rate_conv, p.rate_dense, p.rate_output, p.rate = (
-    TWO_ROUNDS.get(r, r) for r in (p.rate_conv, p.rate_dense, p.rate_output, p.rate)
+    round(1 - (1 - r) ** rounds, 6) for r in (p.rate_conv, p.rate_dense, p.rate_output, p.rate)
   )
   config.num_levels = levels
   return config
 
 
 def get_config(variant: str = 'lenet300'):
-  if variant in ('lenet300', 'smoke'):
+  if variant in ('lenet300', 'smoke', 'ablations'):
     config = default_config()
     config.data.name = 'fashion_mnist'
     config.num_steps = 1500
     config.eval_every = 250
     config.num_seeds = 3
     config.at_init.supermask_steps = 1000
-    _two_rounds_per_level(config, 7)
+    if variant == 'ablations':
+      rounds_per_level(config, 4, rounds=3)
+    else:
+      rounds_per_level(config, 7)
   elif variant == 'conv2':
-    config = _two_rounds_per_level(conv.get_config('conv2-paper'), 10)
+    config = rounds_per_level(conv.get_config('conv2-paper'), 10)
   elif variant == 'resnet20':
-    config = _two_rounds_per_level(resnet20.get_config('paper'), 10)
+    config = rounds_per_level(resnet20.get_config('paper'), 10)
   else:
     raise ValueError(
-      f"unknown variant {variant!r} of prune_early: use 'lenet300', 'conv2', 'resnet20' or 'smoke'."
+      f'unknown variant {variant!r} of prune_early: use lenet300, ablations, conv2, resnet20 '
+      'or smoke.'
     )
-  config.arms = ARMS
+  config.arms = ABLATIONS if variant == 'ablations' else ARMS
   if variant == 'smoke':
     config.data.train_size = 1200
     config.data.validation_size = 200

@@ -25,9 +25,11 @@ Variants (``get_config(variant)``):
 
 from experiments.vgg19 import open_lth_recipe, smoke
 
+VARIANTS = ('paper', 'smoke')
+
 
 def get_config(variant: str = 'paper'):
-  if variant not in ('paper', 'smoke'):
+  if variant not in VARIANTS:
     raise ValueError(f"unknown variant {variant!r} of resnet20: use 'paper' or 'smoke'.")
   config = open_lth_recipe('resnet20')
   config.rewind_step = 1000

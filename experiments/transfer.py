@@ -40,6 +40,7 @@ LEVELS = {
   'fmnist_to_mnist': (5, 10), 'cifar10_04_to_59_conv2': (5, 11),
   'cifar10_59_to_04_conv2': (5, 11), 'smoke': (1,),
 }  # fmt: skip
+VARIANTS = tuple(LEVELS)
 
 
 def _tasks(variant: str):

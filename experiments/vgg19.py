@@ -79,6 +79,9 @@ def smoke(config):
   return config
 
 
+VARIANTS = ('paper', 'open-lth', 'smoke')
+
+
 def get_config(variant: str = 'paper'):
   config = open_lth_recipe('vgg19')
   config.rewind_step = 2000

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import sys
+from pathlib import Path
 
 import ml_collections
 import pytest
@@ -14,6 +16,8 @@ from experiments import lenet300
 from lth_jax import cli
 from lth_jax.study import config as config_lib
 from lth_jax.study import workdir
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def smoke():
@@ -44,8 +48,19 @@ def dict_with(key, value):
 
 def test_defaults_and_variants_are_valid():
   config_lib.validate(config_lib.default_config())
-  for variant in ('paper', 'quick', 'smoke'):
-    config_lib.validate(lenet300.get_config(variant))
+  files = sorted(p.stem for p in (REPO / 'experiments').glob('*.py') if p.stem != '__init__')
+  assert len(files) >= 10
+  for name in files:
+    module = importlib.import_module(f'experiments.{name}')
+    assert module.VARIANTS, name
+    names = set()
+    for variant in module.VARIANTS:
+      config = module.get_config(variant)
+      config_lib.validate(config)
+      names.add(config.name)
+    assert len(names) == len(module.VARIANTS), name  # Each variant its own run directories.
+    with pytest.raises(ValueError, match='unknown variant'):
+      module.get_config('no-such-variant')
 
 
 @pytest.mark.parametrize('key, value, allowed', [

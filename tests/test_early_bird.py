@@ -4,10 +4,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from processes import progress_checkpoints
 from test_early import tiny_study
 
+from experiments import early_bird as early_bird_recipe
+from lth_jax import commands, report
+from lth_jax.report import early_bird as early_bird_report
 from lth_jax.study import artifacts, early_bird, levels, results, starts
 from lth_jax.study.definition import RunKey
+from lth_jax.training import fit as fit_lib
 
 
 def test_the_distance_is_the_share_of_counted_weights_that_differ():
@@ -68,3 +73,62 @@ def test_vmapped_search_finds_the_same_steps(ran):
     (r['level'], r['step']) for r in s.results.rows(results.EARLY_BIRD) if r['early_bird']
   ]
   assert step(other) == step(store)
+
+
+# A study on disk, as ``lth run`` makes it: resumed mid-level, the same steps; the report's section.
+
+
+@pytest.fixture(scope='module')
+def on_disk(fashion_mnist_dir, tmp_path_factory):
+  config = early_bird_recipe.get_config('smoke')
+  config.data.data_dir, config.parallel = fashion_mnist_dir, 'false'
+  workdir = tmp_path_factory.mktemp('early_bird')
+  commands.run(config, workdir, log=lambda line: None, progress=False)
+  (run_dir,) = [p for p in workdir.iterdir() if (p / 'config.json').exists()]
+  return config, run_dir
+
+
+def test_a_resumed_level_finds_the_same_early_bird_step(on_disk, tmp_path, monkeypatch):
+  config, reference = on_disk
+  real_fit, calls = levels.fit, []
+
+  class Interrupt(Exception):
+    pass
+
+  def fit(trainer, state, data_key, *, hooks=(), **kwargs):
+    calls.append(1)
+    if len(calls) != 2:  # Level 1's ticket: stopped after its checkpoint at step 40.
+      return real_fit(trainer, state, data_key, hooks=hooks, **kwargs)
+
+    def stop(step, state, curve):
+      raise Interrupt
+
+    return real_fit(trainer, state, data_key, hooks=[*hooks, fit_lib.Hook(stop, at=(45,))],
+                    **kwargs)  # fmt: skip
+
+  monkeypatch.setattr(levels, 'fit', fit)
+  with pytest.raises(Interrupt):
+    commands.run(config, tmp_path, log=lambda line: None, progress=False)
+  (run_dir,) = [p for p in tmp_path.iterdir() if (p / 'config.json').exists()]
+  assert progress_checkpoints(run_dir, 1), 'interrupted before a mid-level checkpoint'
+  monkeypatch.setattr(levels, 'fit', real_fit)
+  commands.run(config, tmp_path, log=lambda line: None, progress=False)
+  mine, theirs = (results.read_rows(d / results.EARLY_BIRD) for d in (run_dir, reference))
+  assert mine == theirs and any(r['early_bird'] == '1' for r in mine)
+  assert (run_dir / results.SUMMARY).read_bytes() == (reference / results.SUMMARY).read_bytes()
+
+
+def test_the_report_shows_when_the_masks_settle(on_disk):
+  _, run_dir = on_disk
+  report.write_report(run_dir)
+  text = (run_dir / 'report' / 'report.md').read_text()
+  assert 'Early-bird tickets: when the masks settle' in text
+  assert (run_dir / 'report' / 'early_bird.png').stat().st_size > 1000
+  rows = results.read_rows(run_dir / results.EARLY_BIRD)
+  for level in (0, 1):
+    (step,) = early_bird_report.found_steps(
+      {0: [r for r in rows if r['level'] == str(level)]}
+    ).values()
+    line = next(t for t in text.splitlines() if t.startswith(f'| {level}→{level + 1} |'))
+    cells = [c.strip() for c in line.strip('|').split('|')]
+    assert cells[2:4] == (['1/1', str(step)] if step is not None else ['0/1', '—'])

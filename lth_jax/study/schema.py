@@ -57,6 +57,14 @@ def _arms(v):
   return all(n in arms_lib.names() for n in names) and len(set(names)) == len(names)
 
 
+def _arms_allowed() -> str:
+  """The registered arms; a control composed with a source (``snip/shuffle``) said once."""
+  names = arms_lib.names()
+  text = f'distinct arms from {[n for n in names if "/" not in n]}'
+  composed = sorted({n.split('/', 1)[1] for n in names if '/' in n})
+  return text + (f', or <source>/{"|".join(composed)}' if composed else '')
+
+
 def _parallel(v):
   return isinstance(v, bool) or (
     isinstance(v, str) and v.lower() in ('true', 'false', 'auto', 'threads')
@@ -88,7 +96,7 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
              'a non-empty name of letters, digits, - and _'),
     'seed': _int(0),
     'num_seeds': _int(1, 10_000),
-    'arms': (_arms, lambda: f'a comma-separated list of distinct arms from {list(arms_lib.names())}'),
+    'arms': (_arms, lambda: f'a comma-separated list of {_arms_allowed()}'),
     'parallel': (_parallel, "'auto', 'true' (vmap), 'threads' or 'false'"),
     'max_parallel_runs': _int(0),
     'model.name': (lambda v: isinstance(v, str) and v in models.MODELS, lambda: f'one of {sorted(models.MODELS)}'),
@@ -149,7 +157,7 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
   'transfer.levels': (lambda v: _int_tuple(v) and all(x > 0 for x in v), 'a tuple of source levels >= 1'),
   'transfer.data': (lambda v: v == '' or v in datasets.DATASETS, lambda: f"'' (the source's) or one of {sorted(datasets.DATASETS)}"),
   'transfer.classes': (lambda v: v == () or v == [] or _classes(v), 'a tuple of at least 2 distinct class numbers in [0, 10), or () for all'),
-  'transfer.arms': (_arms, lambda: f'a comma-separated list of distinct arms from {list(arms_lib.names())}'),
+  'transfer.arms': (_arms, lambda: f'a comma-separated list of {_arms_allowed()}'),
   'checkpoint_seconds': ((lambda v: _is_num(v) and 0 <= v <= 1e6), 'a number of seconds in [0, 1e6] (0: never)'),
   'ticket': (_STR[0], "a ticket file from `lth export` ('{seed}' in it: each seed's), or '' for none"),
   'data.classes': (_classes, 'a tuple of at least 2 distinct class numbers in [0, 10), or () for all'),
