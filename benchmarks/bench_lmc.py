@@ -1,10 +1,11 @@
-"""The LMC pair of LeNet-300-100s: one vmapped call against two sequential trainings.
+"""The LMC pair of LeNet-300-100s: one vmapped call, two sequential trainings, two in threads.
 
     python benchmarks/bench_lmc.py [--iterations 500] [--rounds 5]
 
 Both copies start from the same state and train ``--iterations`` steps with
-their own data keys (``lth_jax.analyses.lmc.train_pair``), vmapped in one compiled call,
-or one after the other with the plain program. Rounds of the two are
+their own data keys (``lth_jax.analyses.lmc.train_copies``): vmapped in one compiled
+call, one after the other with the plain program, or side by side in two threads (what
+``parallel='auto'`` gives on a multi-core CPU). Rounds of the three are
 interleaved (so load from other processes falls on both alike); the best round
 of each and their ratio are printed. Compilation is not timed. Then the same for
 the path: 31 interpolated networks evaluated in one vmap against one at a time.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import common
 import jax
@@ -60,10 +62,18 @@ def main():
     for key in keys:
       common.block(plain.train_steps(jax.device_put(start), key, n))
 
-  best = interleaved({'vmapped': vmapped, 'sequential': sequential}, args.rounds)
+  def threads():  # What ``lmc.train_copies`` does under parallel='threads' (auto on a CPU).
+    with ThreadPoolExecutor(2) as pool:
+      common.block(list(pool.map(lambda k: plain.train_steps(jax.device_put(start), k, n), keys)))
+
+  best = interleaved(
+    {'vmapped': vmapped, 'sequential': sequential, 'threads': threads}, args.rounds
+  )
   print(
     f'pair of {n} iterations: vmapped {best["vmapped"]:.3f} s, two sequential '
-    f'{best["sequential"]:.3f} s; sequential / vmapped = {best["sequential"] / best["vmapped"]:.2f}'
+    f'{best["sequential"]:.3f} s, two in threads {best["threads"]:.3f} s; sequential / vmapped '
+    f'= {best["sequential"] / best["vmapped"]:.2f}, sequential / threads = '
+    f'{best["sequential"] / best["threads"]:.2f}'
   )
   a, b = lmc.train_pair(pair, start, keys, until=n)
   grid = connectivity.alphas()

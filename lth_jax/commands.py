@@ -53,7 +53,9 @@ def run(config, workdir_path, *, log=print, progress: bool | None = None, refere
     if reference is not None:
       (path / REFERENCE_JSON).write_text(json.dumps(reference, indent=1) + '\n')
     write_report(path, log)
-  tables = [name for stage in stages.wanted(config) for name in stage.tables]
+  tables = [
+    name for stage in stages.wanted(config) for name in stage.tables if (path / name).exists()
+  ]
   log(f'\nresults: {path}/{", ".join(tables)}; report: {path}/report/')
   return path
 

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from processes import progress_checkpoints
+from processes import interrupted_then_resumed
 from test_early import tiny_study
 
 from experiments import early_bird as early_bird_recipe
@@ -12,7 +12,6 @@ from lth_jax import commands, report
 from lth_jax.report import early_bird as early_bird_report
 from lth_jax.study import artifacts, early_bird, levels, results, starts
 from lth_jax.study.definition import RunKey
-from lth_jax.training import fit as fit_lib
 
 
 def test_the_distance_is_the_share_of_counted_weights_that_differ():
@@ -90,29 +89,8 @@ def on_disk(fashion_mnist_dir, tmp_path_factory):
 
 def test_a_resumed_level_finds_the_same_early_bird_step(on_disk, tmp_path, monkeypatch):
   config, reference = on_disk
-  real_fit, calls = levels.fit, []
-
-  class Interrupt(Exception):
-    pass
-
-  def fit(trainer, state, data_key, *, hooks=(), **kwargs):
-    calls.append(1)
-    if len(calls) != 2:  # Level 1's ticket: stopped after its checkpoint at step 40.
-      return real_fit(trainer, state, data_key, hooks=hooks, **kwargs)
-
-    def stop(step, state, curve):
-      raise Interrupt
-
-    return real_fit(trainer, state, data_key, hooks=[*hooks, fit_lib.Hook(stop, at=(45,))],
-                    **kwargs)  # fmt: skip
-
-  monkeypatch.setattr(levels, 'fit', fit)
-  with pytest.raises(Interrupt):
-    commands.run(config, tmp_path, log=lambda line: None, progress=False)
-  (run_dir,) = [p for p in tmp_path.iterdir() if (p / 'config.json').exists()]
-  assert progress_checkpoints(run_dir, 1), 'interrupted before a mid-level checkpoint'
-  monkeypatch.setattr(levels, 'fit', real_fit)
-  commands.run(config, tmp_path, log=lambda line: None, progress=False)
+  # Level 1's ticket (the second training), stopped after its checkpoint at step 40.
+  run_dir = interrupted_then_resumed(config, tmp_path, monkeypatch, call=2, step=45)
   mine, theirs = (results.read_rows(d / results.EARLY_BIRD) for d in (run_dir, reference))
   assert mine == theirs and any(r['early_bird'] == '1' for r in mine)
   assert (run_dir / results.SUMMARY).read_bytes() == (reference / results.SUMMARY).read_bytes()

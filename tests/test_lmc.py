@@ -1,6 +1,9 @@
 """The pair trained from θk: vmapped == sequential, same noise → zero instability, exact endpoints."""
 
+import dataclasses
+
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -51,6 +54,25 @@ def test_vmapped_pair_equals_two_sequential_trainings(imp_study):
   assert not np.array_equal(a.params['output']['kernel'], b.params['output']['kernel'])
 
 
+def test_the_pair_follows_parallel(imp_study):
+  """One after the other or in threads: each copy is the plain training, bit for bit."""
+  study, store = imp_study
+  start = lmc.pair_start(study, store, 0, 1)
+  keys = lmc.pair_data_keys(0)
+  steps, _ = train_lib.compiled(study.task, vmapped=False)
+  alone = [steps(jax.device_get(start), study.train, k, study.num_steps - 20)[0] for k in keys]
+  execution = study.execution
+  try:
+    for threads in (1, 2):
+      study.execution = dataclasses.replace(execution, vmapped=False, threads=threads)
+      copies = lmc.train_copies(study, start, keys, until=study.num_steps)
+      for trained, expected in zip(copies, alone, strict=True):
+        for x, y in zip(jax.tree.leaves(trained), jax.tree.leaves(expected), strict=True):
+          np.testing.assert_array_equal(x, y)
+  finally:
+    study.execution = execution
+
+
 def test_same_noise_gives_identical_copies_and_zero_instability(imp_study):
   study, store = imp_study
   start = lmc.pair_start(study, store, 0, 1)
@@ -67,7 +89,7 @@ def test_path_endpoints_are_the_trained_networks_errors(imp_study):
   study, store = imp_study
   row, curve = lmc.measure(study, store, 0, 1, num_alphas=5, bn_recompute=True)
   start = lmc.pair_start(study, store, 0, 1)
-  a, b = lmc.train_pair(lmc.pair_trainer(study), start, lmc.pair_data_keys(0), until=40)
+  a, b = lmc.train_copies(study, start, lmc.pair_data_keys(0), until=40)  # As measure trains.
   evaluate = jax.jit(train_lib.evaluate, static_argnums=0)
   test = study.eval_splits['test']
   assert row['error_a'] == float(1.0 - evaluate(study.task, a, test)[1])
@@ -98,3 +120,19 @@ def test_pairs_are_recorded_once_and_resumed(imp_study, tmp_path):
   interpolation = (tmp_path / lmc.INTERPOLATION).read_text().splitlines()
   assert interpolation[0] == 'seed,level,rewind_step,alpha,test_loss,test_error'
   assert len(interpolation) == 1 + 2 * 3
+
+
+def test_the_group_loop_gives_the_numbers_of_vmap(imp_study):
+  """One data-order decision per group (``group_train_steps``) against ``vmap`` of the one-run
+  loop (which redraws the order at every step): the same numbers, across an epoch boundary."""
+  study, store = imp_study
+  start = jax.device_get(lmc.pair_start(study, store, 0, 1))
+  keys = jnp.stack(lmc.pair_data_keys(0))
+  stacked = lambda: jax.tree.map(lambda x: np.stack([x, x]), start)  # noqa: E731
+  steps = 60  # Several epochs of the smoke split (1,000 examples: 16 batches of 60 each).
+  group, _ = train_lib.group_train_steps(study.task, stacked(), study.train, keys, steps)
+  each, _ = jax.vmap(train_lib.train_steps, in_axes=(None, 0, None, 0, None))(
+    study.task, stacked(), study.train, keys, steps
+  )
+  for x, y in zip(jax.tree.leaves(group), jax.tree.leaves(each), strict=True):
+    np.testing.assert_array_equal(x, y)

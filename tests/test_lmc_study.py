@@ -52,7 +52,9 @@ def test_every_variant_is_a_valid_config():
   for variant in lmc.VARIANTS:
     config = lmc.get_config(variant)
     config_lib.validate(config)
-    assert config.lmc.rewind_steps and config.arms == 'ticket'
+    assert config.arms == 'ticket'
+    # A sweep of the rewind step, or the consecutive-level stage (successive).
+    assert bool(config.lmc.rewind_steps) != (variant == 'successive') == config.lmc.successive
   assert lmc.get_config('vgg16').model.name == 'vgg16'
   with pytest.raises(ValueError, match='unknown variant'):
     lmc.get_config('mnist')

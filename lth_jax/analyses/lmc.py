@@ -5,9 +5,12 @@ For a seed and a level of an IMP study with rewinding to k (``study.rewind_step`
     start  = the level's ticket at k: masks_L ⊙ θk with the rest of the state at k
              (``Study.rewound``: the optimizer rule of rewinding), θk read from the
              study's store (``artifacts.rewind``), masks_L from ``starts.level_masks``
-    A, B   = start trained to T twice, one vmapped call, with two data keys folded
-             from the seed's data key (``pair_data_keys``): the data order from k on,
-             augmentation and dropout differ; everything else is shared
+    A, B   = start trained to T twice with two data keys folded from the seed's data
+             key (``pair_data_keys``): the data order from k on, augmentation and
+             dropout differ; everything else is shared. The pair follows the study's
+             ``parallel`` as IMP's runs do (``train_copies``): one vmapped call on an
+             accelerator, two plain trainings side by side in threads (or one after
+             the other) on a CPU, where the vmapped pair is the slower
     path   = test loss and error of θ(α) for α on an even grid (``lth_jax.core.connectivity``)
 
 Level 0 is the dense network (its start is θk itself). Rows go to
@@ -17,6 +20,7 @@ a (seed, level) whose instability row is there is never recomputed.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import jax
@@ -73,6 +77,23 @@ def train_pair(trainer: Trainer, start: TrainState, data_keys, *, until: int):
   return parallel.unstack(parallel.to_host(trained), len(data_keys))
 
 
+def train_copies(study: Study, start: TrainState, data_keys, *, until: int):
+  """``start`` trained to ``until`` once per data key, as the study's execution trains runs:
+  vmapped in one call, in threads, or one after the other; host states."""
+  if study.execution.vmapped:
+    return train_pair(pair_trainer(study), start, data_keys, until=until)
+  plain, host = study.trainer(vmapped=False), jax.device_get(start)
+  steps = until - int(np.asarray(host.step))
+
+  def one(key):  # A fresh device copy each: the program donates its state.
+    return parallel.to_host(plain.train_steps(jax.device_put(host), key, steps))
+
+  if study.execution.threads > 1:
+    with ThreadPoolExecutor(min(len(data_keys), study.execution.threads)) as pool:
+      return list(pool.map(one, data_keys))
+  return [one(key) for key in data_keys]
+
+
 def path(study: Study, state_a, state_b, *, num_alphas: int, bn_recompute: bool, seed: int):
   """(alphas, test losses, test errors) along the path from ``state_a`` to ``state_b``."""
   grid = connectivity.alphas(num_alphas)
@@ -90,9 +111,7 @@ def measure(
 ):
   """The instability row and the interpolation rows of (seed, level) of ``study``."""
   start = pair_start(study, store, seed, level)
-  state_a, state_b = train_pair(
-    pair_trainer(study), start, pair_data_keys(seed), until=study.num_steps
-  )
+  state_a, state_b = train_copies(study, start, pair_data_keys(seed), until=study.num_steps)
   grid, losses, errors = path(
     study, state_a, state_b, num_alphas=num_alphas, bn_recompute=bn_recompute, seed=seed
   )

@@ -49,6 +49,8 @@ BUILT_IN = (
   'snip/shuffle', 'snip/reinit', 'grasp/shuffle', 'grasp/reinit', 'synflow/shuffle',
   'synflow/reinit', 'magnitude_init/shuffle', 'magnitude_init/reinit',
   'early_bird',
+  # Sparse from the start (``lth_jax.arms.sparse``).
+  'static', 'set', 'rigl',
 )  # fmt: skip
 
 
@@ -66,6 +68,7 @@ class Context:
   num_classes: int
   init: str = 'default'  # The scheme of the prunable weights (``core.models.INITS``).
   settings: Any = None  # ``arms.at_init.Settings``: the at_init.* config keys.
+  dst: Any = None  # ``arms.sparse.Settings``: the dst.* config keys.
   train: DataArrays | None = dataclasses.field(default=None, compare=False, hash=False)
 
   def init_params(self, key):
@@ -112,6 +115,8 @@ class Arm:
   # Stored masks it starts from in place of the level's ticket masks ('early_bird': those the
   # early-bird search of the level before found; ``lth_jax.study.early_bird``).
   masks: str | None = None
+  # How its mask moves while it trains ('set', 'rigl': ``lth_jax.study.moving``); None: fixed.
+  moves: str | None = None
 
 
 _ARMS: dict[str, Arm] = {}

@@ -226,6 +226,22 @@ def train_step(task: Task, state: TrainState, x_raw, y, step_key) -> tuple[Train
   ), loss
 
 
+def dense_gradients(task: Task, state: TrainState, x_raw, y, dropout_key):
+  """The gradient of a batch's loss with respect to every weight, pruned ones included (the
+  forward pass sees ``params ⊙ masks``, whose pruned entries are zero, through no mask):
+  RigL's growth criterion. Batch norm in train mode; the running statistics are left alone."""
+  x = task.normalize(x_raw)
+  dense = masks_lib.ones_like(state.params)
+
+  def loss_fn(weights):
+    logits, _ = _forward(
+      task, weights, dense, state.model_state, x, train=True, dropout_key=dropout_key
+    )
+    return cross_entropy(logits, y)
+
+  return jax.grad(loss_fn)(masks_lib.apply(state.params, state.masks))
+
+
 def train_steps(task: Task, state: TrainState, train: DataArrays, data_key, num_steps: int):
   """``num_steps`` steps under ``lax.scan``; returns (state, mean training loss)."""
   n = train.x.shape[0]
@@ -242,6 +258,33 @@ def train_steps(task: Task, state: TrainState, train: DataArrays, data_key, num_
 
   (state, _), losses = jax.lax.scan(body, (state, no_order(n)), None, length=num_steps)
   return state, jnp.mean(losses)
+
+
+def group_train_steps(task: Task, states: TrainState, train: DataArrays, data_keys, num_steps: int):
+  """``train_steps`` of a group of runs stacked on axis 0, all at the same step (the LMC
+  pair, a level's runs). The data order's epoch is decided once for the group, so a new
+  epoch's order is drawn once per epoch, not (as ``vmap`` of ``train_steps`` would, its
+  condition being batched) at every step; the numbers are those of ``vmap(train_steps)``."""
+  n = train.x.shape[0]
+  refresh = jax.vmap(lambda key, epoch: epoch_order(key, epoch, n), in_axes=(0, None))
+  step_fn = jax.vmap(functools.partial(train_step, task))
+  first = states.step[0]
+
+  def body(carry, i):
+    states, orders = carry
+    orders, idx = next_batch(
+      orders, lambda e: refresh(data_keys, e), first + i, num_examples=n,
+      batch_size=task.batch_size,
+    )  # fmt: skip
+    keys = jax.vmap(jax.random.fold_in)(data_keys, states.step)
+    states, loss = step_fn(states, train.x[idx], train.y[idx], keys)
+    return (states, orders), loss
+
+  runs = data_keys.shape[0]
+  (states, _), losses = jax.lax.scan(
+    body, (states, no_order(n, runs)), jnp.arange(num_steps, dtype=jnp.int32)
+  )
+  return states, jnp.mean(losses, axis=0)
 
 
 def make_eval_split(x: np.ndarray, y: np.ndarray, batch_size: int) -> EvalSplit:
@@ -311,7 +354,7 @@ def compiled(task: Task, *, vmapped: bool) -> tuple[Callable, Callable]:
   steps = functools.partial(train_steps, task)
   evals = functools.partial(evaluate_all, task)
   if vmapped:
-    steps = jax.vmap(steps, in_axes=(0, None, 0, None))
+    steps = functools.partial(group_train_steps, task)
     evals = jax.vmap(evals, in_axes=(0, None))
   return (
     jax.jit(steps, static_argnums=3, donate_argnums=0),

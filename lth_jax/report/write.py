@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from lth_jax.report import early_bird, sections, weight_sections
+from lth_jax.report import early_bird, moving_masks, sections, weight_sections
 from lth_jax.report.analysis import Run, config_value, load_run
 from lth_jax.report.document import Doc, to_html, to_markdown
 from lth_jax.study import stages, workdir
@@ -25,6 +25,7 @@ SECTIONS: list[tuple[str, Section]] = [
   ('initial weights', weight_sections.section_init),
   ('mask overlap', weight_sections.section_overlap),
   ('early-bird tickets', early_bird.section_early_bird),
+  ('moving masks', moving_masks.section_moving_masks),
 ]
 
 

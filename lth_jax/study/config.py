@@ -13,7 +13,7 @@ import json
 import ml_collections
 
 import lth_jax.arms as arms_lib
-from lth_jax.arms import at_init
+from lth_jax.arms import at_init, sparse
 from lth_jax.core import criteria
 from lth_jax.errors import ConfigError  # noqa: F401 (what validate raises)
 from lth_jax.study.schema import SCHEMA, TEST_SIZES, TRAIN_SIZES, flatten, validate  # noqa: F401
@@ -76,6 +76,9 @@ def default_config() -> ml_collections.ConfigDict:
   # How a pruned level retrains (``Study.retrain``), and when its ticket appears (early-bird).
   c.retrain = 'rewind'
   c.early_bird = ml_collections.ConfigDict(dict(EARLY_BIRD_DEFAULTS))
+  # Sparse from the start (``lth_jax.arms.sparse``): how static, set and rigl masks are drawn
+  # and move.
+  c.dst = ml_collections.ConfigDict(dict(sparse.DST_DEFAULTS))
   # Tickets that travel (README): a ticket file to start pruned levels from, a class subset.
   c.ticket = ''
   c.data.classes = ()
@@ -109,6 +112,7 @@ DEFAULT_ONLY = {
   'data.verify_checksums': True,
   'retrain': 'rewind',
   **{f'early_bird.{key}': value for key, value in EARLY_BIRD_DEFAULTS.items()},
+  **{f'dst.{key}': value for key, value in sparse.DST_DEFAULTS.items()},
   'ticket': '',
   'data.classes': (),
   'pruning.criterion': criteria.DEFAULT,

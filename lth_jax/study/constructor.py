@@ -13,7 +13,9 @@ import jax
 
 import lth_jax.arms as arms_lib
 from lth_jax.arms import at_init as at_init_lib
+from lth_jax.arms import sparse
 from lth_jax.core import criteria, models
+from lth_jax.core import dst as dst_lib
 from lth_jax.core import rewind as rewind_lib
 from lth_jax.core import train as train_lib
 from lth_jax.core.plan import make_plan
@@ -61,6 +63,7 @@ def make_study(
   rewind_optimizer: str = 'restore',
   retrain: str = 'rewind',
   early_bird: dict | None = None,
+  dst: dict | None = None,
   augment: bool = False,
   train_eval_size: int = 5000,
   eval_batch_size: int = 1000,
@@ -99,6 +102,8 @@ def make_study(
     retrain: 'rewind', 'lr_rewind' or 'finetune' (``lth_jax.core.rewind``).
     early_bird: the ``early_bird.*`` config keys (window, epsilon) of the early-bird
       search the ``early_bird`` arm starts from (``lth_jax.study.early_bird``).
+    dst: the ``dst.*`` config keys (update_every, drop_fraction, end_step,
+      distribution) of the arms static, set and rigl (``lth_jax.arms.sparse``).
     augment: random crop (pad 4) and flip of image batches.
     at_init: the ``at_init.*`` config keys (samples_per_class, supermask_steps,
       supermask_lr) of the arms that prune early (``lth_jax.arms.at_init``).
@@ -169,7 +174,7 @@ def make_study(
     task=task, inputs=data, plan=plan, num_steps=num_steps, eval_every=eval_every,
     rewind_step=rewind_step, num_levels=num_levels, arms=arms, seeds=seeds,
     iterative=bool(prune['iterative']), init=init, rewind_optimizer=rewind_optimizer,
-    retrain=retrain, early_bird=_early_bird(early_bird),
+    retrain=retrain, early_bird=_early_bird(early_bird), dst=_dst(dst, num_steps),
     curve_every=curve_every, criterion=prune['criterion'], at_init=settings, execution=execution,
   )  # fmt: skip
   if vmapped:
@@ -211,6 +216,22 @@ def _early_bird(early_bird) -> EarlyBird:
   ):
     raise rules.not_allowed('early_bird', values, 'a window of 2 or more masks, epsilon in (0, 1)')
   return EarlyBird(**values)
+
+
+def _dst(dst, num_steps: int) -> sparse.Settings:
+  values = {**sparse.DST_DEFAULTS, **(dst or {})}
+  if set(values) != set(sparse.DST_DEFAULTS):
+    raise ConfigError(f'dst keys {sorted(values)} are not {sorted(sparse.DST_DEFAULTS)}.')
+  _check_choice('dst.distribution', values['distribution'], dst_lib.DISTRIBUTIONS)
+  if not (isinstance(values['update_every'], int) and values['update_every'] >= 1):
+    raise rules.not_allowed('dst.update_every', values['update_every'], 'an integer >= 1')
+  if not 0 < values['drop_fraction'] < 1:
+    raise rules.not_allowed('dst.drop_fraction', values['drop_fraction'], 'a number in (0, 1)')
+  if not (isinstance(values['end_step'], int) and 0 <= values['end_step'] <= num_steps):
+    raise rules.not_allowed(
+      'dst.end_step', values['end_step'], f'an iteration in [0, num_steps={num_steps}]'
+    )
+  return sparse.Settings(**values)
 
 
 def _check_choice(name, value, options):

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import jax
 
 from lth_jax.arms import at_init as at_init_lib
-from lth_jax.arms import registry
+from lth_jax.arms import registry, sparse
 from lth_jax.core import criteria, models
 from lth_jax.core import rewind as rewind_lib
 from lth_jax.core import train as train_lib
@@ -135,6 +135,7 @@ class Study:
       learning rate); see ``lth_jax.core.rewind``.
     at_init: the settings of the arms that prune early (``lth_jax.arms.at_init``).
     early_bird: the early-bird search's window and distance (``lth_jax.study.early_bird``).
+    dst: how the sparse-from-the-start arms choose and move their masks (``lth_jax.arms.sparse``).
     imported: an imported ticket (``lth_jax.study.starts.Imported``): seed ->
       (params, masks). Level 1's masks are its masks and every pruned level starts
       from its params in place of θk's, with a fresh optimizer.
@@ -158,6 +159,7 @@ class Study:
   retrain: str = 'rewind'
   at_init: at_init_lib.Settings = dataclasses.field(default_factory=at_init_lib.Settings)
   early_bird: EarlyBird = dataclasses.field(default_factory=lambda: EarlyBird())
+  dst: sparse.Settings = dataclasses.field(default_factory=lambda: sparse.Settings())
   imported: Callable[[int], tuple[Any, Any]] | None = None
   execution: Execution = dataclasses.field(default_factory=Execution)
 
@@ -183,7 +185,13 @@ class Study:
   def context(self) -> registry.Context:
     """What the arms read of this study (``lth_jax.arms.registry.Context``)."""
     return registry.Context(
-      self.task, self.plan, self.input_shape, self.num_classes, self.init, self.at_init
+      self.task,
+      self.plan,
+      self.input_shape,
+      self.num_classes,
+      self.init,
+      self.at_init,
+      self.dst,
     )
 
   @functools.cached_property
@@ -276,4 +284,6 @@ class Study:
       added['at_init'] = dataclasses.asdict(self.at_init)
     if self.early_bird != EarlyBird():
       added['early_bird'] = dataclasses.asdict(self.early_bird)
+    if self.dst != sparse.Settings():
+      added['dst'] = dataclasses.asdict(self.dst)
     return added

@@ -26,6 +26,7 @@ import numpy as np
 from lth_jax.study import artifacts, results, starts
 from lth_jax.training import parallel
 from lth_jax.training.curve import evaluation_steps
+from lth_jax.training.fit import Hook
 
 EARLY_BIRD, COLUMNS = results.EARLY_BIRD, results.EARLY_BIRD_COLUMNS
 
@@ -91,6 +92,15 @@ class Tracker:
       s['filled'] = np.int64(len(held))
       s['rows'][int(s['count'])] = (step, near, spread, float(emerged))
       s['count'] = np.int64(int(s['count']) + 1)
+
+  name, table = 'early_bird', EARLY_BIRD
+
+  def begin(self, step: int, state) -> None:
+    self.observe(step, state)  # The start, as an evaluation.
+
+  def hook(self) -> Hook:
+    """At every evaluation and the last step."""
+    return Hook(self.observe, every=self.study.eval_every, at=(self.study.num_steps,), at_end=True)
 
   def finish(self) -> list[dict]:
     """After the last step: runs whose masks never settled store their final ones. The rows."""

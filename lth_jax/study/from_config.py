@@ -125,6 +125,7 @@ def from_config(
     rewind_optimizer=c.rewind_optimizer,
     retrain=c.retrain,
     early_bird=dict(c.early_bird),
+    dst=dict(c.dst),
     augment=d.augment,
     train_eval_size=c.train_eval_size,
     eval_batch_size=c.eval_batch_size,

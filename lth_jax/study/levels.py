@@ -23,7 +23,7 @@ import numpy as np
 
 from lth_jax.arms import registry
 from lth_jax.core.train import EVAL_METRICS
-from lth_jax.study import artifacts, early_bird, results
+from lth_jax.study import artifacts, early_bird, moving
 from lth_jax.study import starts as starts_lib
 from lth_jax.study.definition import RunKey, Study, seed_keys
 from lth_jax.study.store import MemoryStore, Store
@@ -63,9 +63,11 @@ def train_levels(study: Study, store: Store | None = None, progress=None) -> Sto
       trained = _train_side_by_side(study, store, batch, states, progress)
       for group, (finals, curve, seconds) in zip(batch, trained, strict=True):
         for i, (run, final) in enumerate(zip(group, finals, strict=True)):
-          searched = [r for r in curve.early_bird if (r['seed'], r['arm']) == (run.seed, run.arm)]
-          extra = {results.EARLY_BIRD: searched} if searched else None
-          row = finish(study, store, run, final, *curve.of_run(i), seconds, extra)
+          extra = {
+            table: mine for table, rows in curve.extra.items()
+            if (mine := [r for r in rows if (r['seed'], r['arm']) == (run.seed, run.arm)])
+          }  # fmt: skip
+          row = finish(study, store, run, final, *curve.of_run(i), seconds, extra or None)
           progress.run_finished(row, seconds)
         store.trees.delete(progress_name(group))
     for run in [r for r in pending if not registry.trains(r.arm)]:
@@ -227,23 +229,27 @@ def train_group(study: Study, store: Store, runs: Sequence[RunKey], starts, prog
   curve = new_curve(first, study.num_steps, eval_every=study.eval_every, num_runs=num_runs)
   val_like = np.zeros((num_runs,) if stacked else (), np.float32)
   curve.best = segment_lib.Best(val_like, state.params, state.model_state)
-  tracker = _early_bird(study, store, runs, stacked, first)
+  # What else watches (the early-bird search) or moves (SET, RigL) the group's runs: each a
+  # hook of fit, its state kept in the checkpoints, its rows for a table of its own.
+  trackers = [
+    t for t in (_early_bird(study, store, runs, stacked, first),
+                moving.mover(study, store, runs, stacked, first)) if t is not None
+  ]  # fmt: skip
   like = {'state': state, 'curve': curve.to_tree()}
-  if tracker is not None:
-    like['early_bird'] = tracker.to_tree()
+  like.update({t.name: t.to_tree() for t in trackers})
   saved = store.trees.load_progress(name, like=like)
   if saved is None:
     curve = None
-    if tracker is not None:
-      tracker.observe(first, state)  # The start, as an evaluation.
+    for t in trackers:
+      t.begin(first, state)
   else:
     place = sharder if stacked else jax.device_put
     curve.load_tree(saved['curve'])
     curve.best = place(curve.best)
     restored = jax.tree.map(lambda s, x: np.asarray(s, dtype=x.dtype), saved['state'], state)
     state = place(restored)
-    if tracker is not None:
-      tracker.load_tree(saved['early_bird'])
+    for t in trackers:
+      t.load_tree(saved[t.name])
 
   def keep_rewind_state(step, state, curve):
     # Every process gathers (a collective); the store decides who writes.
@@ -253,8 +259,7 @@ def train_group(study: Study, store: Store, runs: Sequence[RunKey], starts, prog
 
   def save_progress(step, state, curve):
     tree = parallel.to_host({'state': state, 'curve': curve.to_tree()})
-    if tracker is not None:
-      tree['early_bird'] = tracker.to_tree()
+    tree.update({t.name: t.to_tree() for t in trackers})
     store.trees.save_progress(name, step, tree)
 
   resumed_at = first if curve is None else curve.last_step
@@ -262,8 +267,7 @@ def train_group(study: Study, store: Store, runs: Sequence[RunKey], starts, prog
   hooks = [_progress_hook(progress, resumed_at)]
   if runs[0].level == 0 and study.rewind_step > 0:
     hooks.append(Hook(keep_rewind_state, at=(study.rewind_step,)))
-  if tracker is not None:  # Before the checkpoint hook: a checkpoint holds this evaluation's.
-    hooks.append(Hook(tracker.observe, every=study.eval_every, at=(study.num_steps,), at_end=True))
+  hooks += [t.hook() for t in trackers]  # Before the checkpoint's: it holds what they did.
   if execution.checkpoint_every or execution.checkpoint_seconds:
     hooks.append(
       Hook(save_progress, every=execution.checkpoint_every, seconds=execution.checkpoint_seconds)
@@ -277,7 +281,7 @@ def train_group(study: Study, store: Store, runs: Sequence[RunKey], starts, prog
   finally:
     progress.close()
   host = parallel.to_host(state)
-  curve.early_bird = tracker.finish() if tracker is not None else []
+  curve.extra = {t.table: t.finish() for t in trackers}
   return (parallel.unstack(host, num_real) if stacked else [host]), curve
 
 

@@ -40,14 +40,20 @@ EARLY_BIRD_COLUMNS = (
   'seed', 'level', 'arm', 'step', 'distance', 'window_distance', 'early_bird', 'found',
 )  # fmt: skip
 
+DST_COLUMNS = (
+  'seed', 'level', 'arm', 'step', 'drop_fraction', 'changed', 'overlap_with_ticket',
+)  # fmt: skip
+
 SUMMARY, CURVES, LAYERS, TIMINGS = 'summary.csv', 'curves.csv', 'layers.csv', 'timings.csv'
 EARLY_BIRD = 'early_bird.csv'
+DST = 'dst.csv'
 TABLES = {
   SUMMARY: SUMMARY_COLUMNS,
   CURVES: CURVE_COLUMNS,
   LAYERS: LAYER_COLUMNS,
   TIMINGS: TIMING_COLUMNS,
   EARLY_BIRD: EARLY_BIRD_COLUMNS,
+  DST: DST_COLUMNS,
 }
 
 
@@ -126,7 +132,7 @@ _FLOATS = (
   *EVAL_METRICS, 'weights_remaining', 'val_loss_at_early_stop', 'val_accuracy_at_early_stop',
   'test_accuracy_at_early_stop', 'train_accuracy_at_early_stop', 'final_test_accuracy',
   'fraction', 'wall_seconds', 'error_a', 'error_b', 'max_path_error', 'instability', 'alpha',
-  'test_error',
+  'test_error', 'drop_fraction', 'changed', 'overlap_with_ticket',
 )  # fmt: skip
 COLUMN_CHECKS = {
   'seed': (_int(2**32 - 1), 'a seed (an integer in [0, 2**32))'),

@@ -60,7 +60,7 @@ def _arms(v):
 def _arms_allowed() -> str:
   """The registered arms; a control composed with a source (``snip/shuffle``) said once."""
   names = arms_lib.names()
-  text = f'distinct arms from {[n for n in names if "/" not in n]}'
+  text = f'distinct arms of {", ".join(n for n in names if "/" not in n)}'
   composed = sorted({n.split('/', 1)[1] for n in names if '/' in n})
   return text + (f', or <source>/{"|".join(composed)}' if composed else '')
 
@@ -148,6 +148,10 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     'lmc.successive': _BOOL,
     'early_bird.window': _int(2, 1000),
     'early_bird.epsilon': ((lambda v: _is_num(v) and 0 < v < 1), 'a number in (0, 1)'),
+    'dst.update_every': _int(1),
+    'dst.drop_fraction': ((lambda v: _is_num(v) and 0 < v < 1), 'a number in (0, 1)'),
+    'dst.end_step': _int(0),
+    'dst.distribution': _choice({'ticket', 'erk', 'uniform'}),
     'checkpoint_every': _int(0),
   'lmc.rewind_steps': (lambda v: _int_tuple(v) and len(set(v)) == len(v), 'a tuple of distinct iterations k >= 0'),
   'lmc.levels': (lambda v: _int_tuple(v) and len(v) > 0, 'a non-empty tuple of levels >= 0'),
@@ -234,6 +238,8 @@ def _check_relations(c: dict[str, Any]) -> None:
       f'at most the {train_size} training examples left after validation',
     )
   _check_lmc(c)
+  if c['dst.end_step'] > c['num_steps']:
+    raise _error('dst.end_step', c['dst.end_step'], f'an iteration <= num_steps={c["num_steps"]}')
   if c['ticket'] and c['retrain'] != 'rewind':
     raise _error('retrain', c['retrain'], "'rewind' when a ticket is imported (config.ticket)")
   if c['pruning.strategy'] == 'global' and c['pruning.rate'] == 0 and c['num_levels'] > 0:

@@ -25,7 +25,8 @@ class Curve:
 
   def __init__(self, num_runs: int, capacity: int):
     self.best = None  # segment.Best: the network at each run's lowest validation loss so far.
-    self.early_bird: list[dict] = []  # The early-bird search's rows (``lth_jax.study.early_bird``).
+    # Rows of the group's other tables, by table (the early-bird search's, the moving masks').
+    self.extra: dict[str, list[dict]] = {}
     self.count = 0
     self.steps = np.full((capacity,), -1, np.int64)
     self.metrics = np.full((capacity, num_runs, len(EVAL_METRICS)), np.nan, np.float32)

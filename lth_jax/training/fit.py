@@ -131,7 +131,8 @@ Action = Callable[[int, PyTree, Curve], None]
 class Hook:
   """Work done outside the compiled code, between segments of training.
 
-  ``fn(step, state, curve)`` runs:
+  ``fn(step, state, curve)`` runs (and may return a new state, which training continues
+  from and later hooks see: a mask that moves; None leaves the state as it is):
     * at each step of ``at`` (training stops there, evaluation step or not);
     * once training has passed a multiple of ``every`` steps (at the end of the
       segment that passes it; segments end on multiples of ``every``);
@@ -217,8 +218,11 @@ def fit(
         row, curve.best = evaluate(state, curve.best, jnp.int32(step))
         curve.add_rows([step], to_host(row))
     diverged = stop_when_diverged and curve.all_diverged()
-    loop.after(step, state, curve, final=step == until or diverged)
-  curve.fill_best(to_host(evaluate_best(curve.best, state.masks)))
+    state = loop.after(step, state, curve, final=step == until or diverged)
+  # The best network under the masks it had: every weight it kept (a moving mask may have
+  # changed since; for a fixed one this is its mask, the pruned weights being exactly zero).
+  held = jax.tree.map(lambda m, p: m | (p != 0), state.masks, curve.best.params)
+  curve.fill_best(to_host(evaluate_best(curve.best, held)))
   return state, curve
 
 
@@ -251,7 +255,8 @@ class _Loop:
       else end // self.eval_every * self.eval_every
     )
 
-  def after(self, step: int, state, curve: Curve, *, final: bool) -> None:
+  def after(self, step: int, state, curve: Curve, *, final: bool):
+    """Calls the hooks due at ``step`` in order; returns the state (a hook may replace it)."""
     now = time.monotonic()
     for hook in self.hooks:
       due = step in hook.at
@@ -261,5 +266,7 @@ class _Loop:
         or (hook.seconds and now - self.last_run[id(hook)] >= hook.seconds)
       )
       if due or (periodic and (hook.at_end or not final)):
-        hook.fn(step, state, curve)
+        replaced = hook.fn(step, state, curve)
+        state = state if replaced is None else replaced
         self.last_run[id(hook)] = time.monotonic()
+    return state
