@@ -17,8 +17,8 @@ table and writes it as JSON (``--output``, default ``accelerator.json``):
   ``--budget`` seconds is skipped and says so.
 - ``imp level``: level 1 of LeNet (8 seeds x 3 arms: ticket, reinit,
   random_prune; level 0 trained once, not timed) one run after another, side by
-  side in threads, and vmapped (compilation included): what ``parallel`` chooses
-  between.
+  side in threads, and vmapped, each after an untimed run that compiles its
+  programs: what ``parallel`` chooses between.
 - ``lmc``: the LMC pair vmapped against two sequential trainings; the
   interpolation path in one vmap against one network at a time.
 - ``split``: a level whose runs do not fit in one call, on purpose: the device
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -196,21 +197,25 @@ def level_study(dataset, size: Size, mode: str):
   return from_config.from_config(config, dataset=dataset)
 
 
-def level_one(dataset, size: Size, mode: str, level_zero):
-  """The study of ``mode`` at level 1, and a copy of the store holding its level 0."""
-  study = level_study(dataset, size, mode)
-  study.num_levels = 1
-  return study, copy.deepcopy(level_zero)
+def with_mode(study, mode: str):
+  """``study`` trained as ``parallel=mode`` says (the same task: its programs are shared)."""
+  vmapped, threads = parallel.resolve(mode)
+  study.execution = dataclasses.replace(
+    study.execution, vmapped=vmapped, threads=threads, group_size=0,
+    sharder=parallel.Sharder() if vmapped else None,
+  )  # fmt: skip
+  return study
 
 
-def imp_level_rows(table, dataset, size: Size, level_zero):
+def imp_level_rows(table, study, size: Size, level_zero):
   """Level 1 of 3 arms x seeds: one after another, in threads, vmapped."""
   modes = ('false', 'threads', 'true') if jax.default_backend() == 'cpu' else ('false', 'true')
   seconds = {}
   for mode in modes:
-    study, store = level_one(dataset, size, mode, level_zero)
-    seconds[mode] = _timed(lambda study=study, store=store: levels.train_levels(
-      study, store, progress=False))  # fmt: skip
+    with_mode(study, mode)
+    levels.train_levels(study, copy.deepcopy(level_zero), progress=False)  # Compiles; not timed.
+    store = copy.deepcopy(level_zero)
+    seconds[mode] = _timed(lambda store=store: levels.train_levels(study, store, progress=False))
   for mode, s in seconds.items():
     table.add(
       section='imp level', runs=3 * size.seeds, iterations=size.level_iterations, parallel=mode,
@@ -260,9 +265,10 @@ def lmc_rows(table, size: Size):
             sequential_over_vmapped=s / v)  # fmt: skip
 
 
-def split_rows(table, dataset, size: Size, level_zero):
+def split_rows(table, study, size: Size, level_zero):
   """A level that does not fit in one call, on purpose; the calls the level loop made."""
-  study, store = level_one(dataset, size, 'true', level_zero)
+  store = copy.deepcopy(level_zero)
+  with_mode(study, 'true')
   steps, _ = train_lib.compiled(study.task, vmapped=False)
   data_key = jax.eval_shape(lambda: jax.random.key(0))
   per_run = parallel.bytes_per_run(
@@ -322,11 +328,12 @@ def main(argv=None):
                           ('resnet20', size.conv_batch or 128, resnet_n)):  # fmt: skip
     network_rows(table, name, CIFAR_SHAPE, batch, ns, size.conv_iterations, args.budget,
                  size.examples)  # fmt: skip
-  dataset = fake_dataset(size)
-  level_zero = levels.train_levels(level_study(dataset, size, 'false'), progress=False)
-  imp_level_rows(table, dataset, size, level_zero)
+  study = level_study(fake_dataset(size), size, 'false')  # One task: its programs are shared.
+  level_zero = levels.train_levels(study, progress=False)
+  study.num_levels = 1
+  imp_level_rows(table, study, size, level_zero)
   lmc_rows(table, size)
-  split_rows(table, dataset, size, level_zero)
+  split_rows(table, study, size, level_zero)
   about['seconds'] = time.perf_counter() - start
   about['mode'] = 'small' if args.small else 'full'
   with open(args.output + '.tmp', 'w') as f:
