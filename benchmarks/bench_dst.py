@@ -30,6 +30,7 @@ def main():
   counted = tuple(x.ndim == 2 for x in jax.tree.leaves(state.params))
   update = moving._program(task, counted, False)  # noqa: SLF001 (the program the hook runs)
   trainer = Trainer(task, train, {})
+  ticket = jax.device_get(state.masks)
   held = [state]
 
   def steps():
@@ -37,7 +38,8 @@ def main():
 
   def updated(mode):
     def go():
-      held[0] = common.block(update(held[0], train, jax.random.key(2), jnp.float32(0.3), mode))
+      held[0], stats = update(held[0], train, jax.random.key(2), jnp.float32(0.3), mode, ticket)
+      common.block((held[0], stats))
 
     return go
 

@@ -98,16 +98,13 @@ def update(masks, params, grow_scores, fraction, counted):
   return treedef.unflatten(out_m), treedef.unflatten(out_p)
 
 
-def changed_fraction(old, new, counted) -> float:
-  """The share of the kept weights of ``old`` that ``new`` no longer keeps."""
-  moved = kept = 0
-  for o, n, c in zip(jax.tree.leaves(old), jax.tree.leaves(new), jax.tree.leaves(counted),
-                     strict=True):  # fmt: skip
-    if c:
-      o, n = np.asarray(o), np.asarray(n)
-      moved += int(np.sum(o & ~n))
-      kept += int(np.sum(o))
-  return moved / max(kept, 1)
+def changed_fraction(old, new, counted):
+  """The share of the kept weights of ``old`` that ``new`` no longer keeps (counted leaves)."""
+  pairs = [(o, n) for o, n, c in zip(jax.tree.leaves(old), jax.tree.leaves(new),
+                                     jax.tree.leaves(counted), strict=True) if c]  # fmt: skip
+  moved = sum(jnp.sum(o & ~n, dtype=jnp.int32) for o, n in pairs)
+  kept = sum(jnp.sum(o, dtype=jnp.int32) for o, _ in pairs)
+  return moved / jnp.maximum(kept, 1)
 
 
 def layer_densities(shapes, total, distribution: str):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from lth_jax.study import artifacts, results, starts
+from lth_jax.study import artifacts, results, starts, tracking
 from lth_jax.training import parallel
 from lth_jax.training.curve import evaluation_steps
 from lth_jax.training.fit import Hook
@@ -41,7 +41,7 @@ def distance(a, b, counted) -> float:
   return differ / max(total, 1)
 
 
-class Tracker:
+class Tracker(tracking.Tracker):
   """The early-bird search of the ticket runs of one group (a hook of their ``fit``).
 
   Its state is fixed-size arrays (a checkpoint restores into the same structure):
@@ -118,12 +118,6 @@ class Tracker:
           'window_distance': _text(spread), 'early_bird': int(emerged), 'found': int(found),
         })  # fmt: skip
     return rows
-
-  def to_tree(self) -> dict:
-    return self.state
-
-  def load_tree(self, tree: dict) -> None:
-    self.state = jax.tree.map(np.asarray, tree)
 
 
 def _text(value):

@@ -29,7 +29,7 @@ import numpy as np
 from lth_jax.arms import registry
 from lth_jax.core import dst
 from lth_jax.core import train as train_lib
-from lth_jax.study import results, starts
+from lth_jax.study import results, starts, tracking
 from lth_jax.study.definition import control_key
 from lth_jax.training import parallel
 from lth_jax.training.curve import evaluation_steps
@@ -41,27 +41,36 @@ _GROW_SALT = 0xD57  # Folded into a run's key: the randomness of its updates.
 
 @functools.cache
 def _program(task: train_lib.Task, counted_leaves: tuple[bool, ...], vmapped: bool):
-  """``update(state, train, keys, fractions, modes) -> state`` of one run, or vmapped."""
+  """``update(state, train, keys, fractions, modes, ticket) -> (state, stats)`` of one run, or
+  vmapped; ``stats`` = (share of the mask changed, overlap with the ticket's mask), computed
+  where the masks are. Unstacked, the mode is static: SET computes no gradient."""
 
-  def one(state, train, key, fraction, mode):
+  def one(state, train, key, fraction, mode, ticket):
     batch_key, dropout_key, grow_key = jax.random.split(key, 3)
-    idx = jax.random.randint(batch_key, (task.batch_size,), 0, train.x.shape[0])
-    grads = train_lib.dense_gradients(task, state, train.x[idx], train.y[idx], dropout_key)
     leaves, treedef = jax.tree.flatten(state.params)
-    noise = treedef.unflatten([
+    scores = treedef.unflatten([
       jax.random.uniform(k, x.shape) for k, x in zip(jax.random.split(grow_key, len(leaves)),
                                                      leaves, strict=True)
     ])  # fmt: skip
-    scores = jax.tree.map(lambda g, u: jnp.where(mode == 2, jnp.abs(g), u), grads, noise)
+    if not isinstance(mode, int) or mode == MODES['rigl']:
+      idx = jax.random.randint(batch_key, (task.batch_size,), 0, train.x.shape[0])
+      grads = train_lib.dense_gradients(task, state, train.x[idx], train.y[idx], dropout_key)
+      rigl = mode == MODES['rigl']
+      scores = jax.tree.map(lambda g, u: jnp.where(rigl, jnp.abs(g), u), grads, scores)
     counted = treedef.unflatten(list(counted_leaves))
     masks, params = dst.update(state.masks, state.params, scores, fraction, counted)
-    return state._replace(masks=masks, params=params)
+    stats = jnp.stack([
+      dst.changed_fraction(state.masks, masks, counted),
+      1.0 - dst.changed_fraction(ticket, masks, counted),
+    ])  # fmt: skip
+    return state._replace(masks=masks, params=params), stats
 
-  run = jax.vmap(one, in_axes=(0, None, 0, 0, 0)) if vmapped else one
-  return jax.jit(run, donate_argnums=0)
+  if vmapped:
+    return jax.jit(jax.vmap(one, in_axes=(0, None, 0, 0, 0, 0)), donate_argnums=0)
+  return jax.jit(one, static_argnums=4, donate_argnums=0)
 
 
-class Mover:
+class Mover(tracking.Tracker):
   """The mask updates of a group's moving runs (a hook of their ``fit``), and their rows."""
 
   name, table = 'dst', results.DST
@@ -73,12 +82,16 @@ class Mover:
     self.counted = study.plan.prunable()
     self.modes = [MODES[registry.get(r.arm).moves] for r in runs]
     self.keys = [jax.random.fold_in(control_key(r.seed, r.level, r.arm), _GROW_SALT) for r in runs]
-    self.ticket = [starts.level_masks(study, store, r.seed, r.level) for r in runs]
+    ticket = [starts.level_masks(study, store, r.seed, r.level) for r in runs]
+    if stacked:  # Padded like the group's states (the copies' rows are never written).
+      pad = parallel.pad(ticket, study.execution.sharder.multiple)
+      self.ticket = parallel.stack(pad)
+    else:
+      self.ticket = ticket[0]
+    leaves = tuple(bool(c) for c in jax.tree.leaves(self.counted))
+    self.program = _program(study.task, leaves, stacked)
     updates = len(evaluation_steps(first, self.end, eval_every=self.settings.update_every))
     self.state = {'rows': np.full((updates + 1, len(runs), 4), np.nan), 'count': np.int64(0)}
-
-  def begin(self, step: int, state) -> None:
-    del step, state  # Nothing moves before training.
 
   def hook(self) -> Hook:
     every = self.settings.update_every
@@ -91,33 +104,24 @@ class Mover:
     fraction = float(
       dst.drop_fraction(step, initial=self.settings.drop_fraction, end_step=self.end)
     )
-    fractions = [fraction if m else 0.0 for m in self.modes]
     keys = [jax.random.fold_in(k, step) for k in self.keys]
-    leaves = tuple(bool(c) for c in jax.tree.leaves(self.counted))
-    program = _program(self.study.task, leaves, self.stacked)
-    before = parallel.to_host(state.masks)
     if self.stacked:
       pad = int(np.shape(state.step)[0]) - len(self.runs)
-      keys = jnp.stack(keys + keys[:1] * pad)
-      new = program(state, self.study.train, keys, jnp.array(fractions + [0.0] * pad),
-                    jnp.array(self.modes + [0] * pad))  # fmt: skip
+      fractions = [fraction if m else 0.0 for m in self.modes] + [0.0] * pad
+      new, stats = self.program(
+        state, self.study.train, jnp.stack(keys + keys[:1] * pad), jnp.array(fractions),
+        jnp.array(self.modes + [0] * pad), self.ticket,
+      )  # fmt: skip
     else:
-      new = program(state, self.study.train, keys[0], jnp.float32(fractions[0]), self.modes[0])
-    after = parallel.to_host(new.masks)
-    self._record(step, fraction, before, after)
-    return new
-
-  def _record(self, step, fraction, before, after) -> None:
+      new, stats = self.program(state, self.study.train, keys[0], jnp.float32(fraction),
+                                self.modes[0], self.ticket)  # fmt: skip
+    stats = np.asarray(parallel.to_host(stats)).reshape(-1, 2)
     count = int(self.state['count'])
     for i, mode in enumerate(self.modes):
-      if not mode:
-        continue
-      old = jax.tree.map(lambda x, i=i: x[i], before) if self.stacked else before
-      new = jax.tree.map(lambda x, i=i: x[i], after) if self.stacked else after
-      overlap = 1.0 - dst.changed_fraction(self.ticket[i], new, self.counted)
-      self.state['rows'][count, i] = (step, fraction, dst.changed_fraction(old, new, self.counted),
-                                      overlap)  # fmt: skip
+      if mode:
+        self.state['rows'][count, i] = (step, fraction, *stats[i])
     self.state['count'] = np.int64(count + 1)
+    return new
 
   def finish(self) -> list[dict]:
     rows = []
@@ -131,12 +135,6 @@ class Mover:
           'overlap_with_ticket': float(overlap),
         })  # fmt: skip
     return rows
-
-  def to_tree(self) -> dict:
-    return self.state
-
-  def load_tree(self, tree: dict) -> None:
-    self.state = jax.tree.map(np.asarray, tree)
 
 
 def mover(study, store, runs, stacked: bool, first: int) -> Mover | None:
