@@ -2,6 +2,8 @@
 
     python benchmarks/bench_sparse.py --run_dir RUN_DIR [--levels 0,3,7,10,12,15]
     python benchmarks/bench_sparse.py --make DIR     # makes a small study first (a few minutes)
+    python benchmarks/bench_sparse.py --structured RUN_DIR   # unit/channel tickets, compacted
+                                                             # (benchmarks/structured_speed.py)
 
 For each level's ticket (``lth_jax.analyses.ticket.export``), at batch 60 on fixed data:
 
@@ -9,16 +11,20 @@ For each level's ticket (``lth_jax.analyses.ticket.export``), at batch 60 on fix
   lax.scan over steps, masks applied densely); the compact network in JAX (dense
   matmuls on the shapes left after removing the units that reach no output, the
   same Adam with masked gradients); the numpy/scipy device trainer
-  (``lth_jax.analyses.edge_trainer``: CSR layers, only the kept weights).
+  (``lth_jax.analyses.edge_trainer.DeviceTrainer``: each layer CSR over the kept
+  weights or dense-masked, whichever its first step timed faster); its baseline,
+  the same network and Adam as plain dense numpy with the masks multiplied in
+  (``DenseMaskedTrainer``). Both numpy ways single-threaded.
 * infer ms/batch (1,000 images): dense-masked JAX, compact JAX (dead units
   folded), scipy CSR (``CompactMLP.sparse``).
 * bytes: the dense float32 params, the compact dense params, the CSR arrays
   and the ticket file.
 
 The break-even density is where the device trainer's step time crosses the
-dense-masked one's (linear interpolation between measured levels). Times are
-best-of-``--repeats``, the ways of one level timed in turns, so that a shared CPU's
-load hits them alike and their ratios are comparable.
+dense-masked JAX one's (linear interpolation between measured levels); the
+device trainer's step should take no longer than the dense-masked numpy one's at
+any level. Times are best-of-``--repeats``, the ways of one level timed in turns,
+so that a shared CPU's load hits them alike and their ratios are comparable.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import structured_speed
 
 from lth_jax.analyses import compact, edge_trainer, ticket
 from lth_jax.core import masks as masks_lib
@@ -110,15 +117,16 @@ def _masks_tree(small):
   }
 
 
-def device_step(path: Path, x, y, steps: int):
-  trainer = edge_trainer.DeviceTrainer.from_file(path)
+def device_step(path: Path, x, y, steps: int, trainer=edge_trainer.DeviceTrainer):
+  """``steps`` numpy steps of ``trainer`` (the device trainer or its dense-masked baseline)."""
+  trainer = trainer.from_file(path)
 
   def go():
     for i in range(steps):
       trainer.step(x[i * BATCH : (i + 1) * BATCH], y[i * BATCH : (i + 1) * BATCH])
 
-  go()
-  return go
+  go()  # The device trainer chooses its layers' modes on its first step.
+  return trainer, go
 
 
 def inference(model, params, masks, small, x, repeats: int) -> dict[str, float]:
@@ -134,7 +142,7 @@ def inference(model, params, masks, small, x, repeats: int) -> dict[str, float]:
     'infer_compact_ms': lambda: common.block(comp(cparams, xf)),
     'infer_csr_ms': lambda: csr(xn),
   }
-  return interleaved(runs, repeats, per=1)
+  return common.interleaved(runs, repeats, per=1)
 
 
 def measure(run_dir: Path, level: int, data, out: Path, steps: int, repeats: int) -> dict:
@@ -146,20 +154,24 @@ def measure(run_dir: Path, level: int, data, out: Path, steps: int, repeats: int
   folded = compact.compact(params, masks)
   full = uncompacted(params, masks)
   x, y = np.asarray(data.x[: steps * BATCH]), np.asarray(data.y[: steps * BATCH])
+  device, device_go = device_step(path, x, y, steps)
+  _, numpy_dense_go = device_step(path, x, y, steps, edge_trainer.DenseMaskedTrainer)
   row = {
     'level': level,
     'remaining': t.header['weights_remaining'],
     'compact_shapes': 'x'.join(str(s[0]) for s in folded.shapes) + f'x{folded.shapes[-1][1]}',
-    **interleaved(
+    **common.interleaved(
       {
         'train_library_ms': library_step(model, params, masks, data, steps),
         'train_dense_masked_ms': masked_step(full, data, steps),
         'train_compact_ms': masked_step(trainable, data, steps),
-        'train_device_ms': device_step(path, x, y, steps),
+        'train_device_ms': device_go,
+        'train_numpy_dense_ms': numpy_dense_go,
       },
       repeats,
       per=steps,
     ),
+    'device_modes': ','.join(device.modes),
     **inference(model, params, masks, folded, np.asarray(data.x[:INFER_BATCH]), repeats),
     'dense_bytes': t.dense_bytes(),
     'compact_bytes': int(sum(k.nbytes + b.nbytes for k, b in zip(folded.kernels, folded.biases))),
@@ -167,17 +179,6 @@ def measure(run_dir: Path, level: int, data, out: Path, steps: int, repeats: int
     'file_bytes': ticket.file_bytes(path),
   }
   return row
-
-
-def interleaved(runs: dict, repeats: int, *, per: int) -> dict[str, float]:
-  """Best ms per step of each run, timed in turns (a shared CPU's load hits them alike)."""
-  best = dict.fromkeys(runs, float('inf'))
-  for _ in range(repeats):
-    for name, go in runs.items():
-      began = time.perf_counter()
-      go()
-      best[name] = min(best[name], time.perf_counter() - began)
-  return {name: 1e3 * seconds / per for name, seconds in best.items()}
 
 
 def break_even(rows) -> float | None:
@@ -192,8 +193,9 @@ def break_even(rows) -> float | None:
 def table(rows) -> str:
   lines = [
     '| remaining | compact shape | train ms/step: library / dense-masked / compact JAX / device | '
-    'speed-up compact, device | infer ms/1000: dense-masked / compact / CSR | file KB (dense KB) |',
-    '|---|---|---|---|---|---|',
+    'speed-up compact, device | infer ms/1000: dense-masked / compact / CSR | file KB (dense KB) | '
+    'numpy train ms/step: dense-masked / device (ratio; device modes) |',
+    '|---|---|---|---|---|---|---|',
   ]
   for r in rows:
     lines.append(
@@ -203,7 +205,9 @@ def table(rows) -> str:
       f'{r["train_dense_masked_ms"] / r["train_device_ms"]:.2f}x | '
       f'{r["infer_dense_masked_ms"]:.2f} / {r["infer_compact_ms"]:.2f} / {r["infer_csr_ms"]:.2f} | '
       f'{r["file_bytes"] / 1e3:.0f} ({r["dense_bytes"] / 1e3:.0f}, '
-      f'{r["dense_bytes"] / r["file_bytes"]:.1f}x) |'
+      f'{r["dense_bytes"] / r["file_bytes"]:.1f}x) | '
+      f'{r["train_numpy_dense_ms"]:.3f} / {r["train_device_ms"]:.3f} '
+      f'({r["train_device_ms"] / r["train_numpy_dense_ms"]:.2f}x; {r["device_modes"]}) |'
     )
   return '\n'.join(lines)
 
@@ -213,10 +217,15 @@ def main():
   parser.add_argument('--run_dir', type=Path)
   parser.add_argument('--make', type=Path, help='make a small study under this directory first')
   parser.add_argument('--data_dir', default='')
-  parser.add_argument('--levels', default='0,3,7,10,12,15')
+  parser.add_argument('--levels', default='', help='default 0,3,7,10,12,15 (--structured: 4,7,8)')
+  parser.add_argument('--structured', type=Path, help='a unit/channel study: compact vs masked')
   parser.add_argument('--steps', type=int, default=200)
   parser.add_argument('--repeats', type=int, default=3)
   args = parser.parse_args()
+  if args.structured:
+    levels = [int(v) for v in (args.levels or '4,7,8').split(',')]
+    return structured_speed.main(args.structured, levels, args.steps, max(args.repeats, 5))
+  args.levels = args.levels or '0,3,7,10,12,15'
   began = time.time()
   run_dir = args.run_dir or make_study(args.make, args.data_dir)
   print(common.describe_machine(), f'run {run_dir}')
@@ -228,8 +237,12 @@ def main():
       print(rows[-1], flush=True)  # Each level as it is measured.
   print(table(rows))
   even = break_even(rows)
-  print(f'break-even density (device = dense-masked step time): {even:.1%}' if even else
+  print(f'break-even density (device = dense-masked JAX step time): {even:.1%}' if even else
         'break-even density: not crossed between the measured levels')  # fmt: skip
+  ratios = [f'{r["train_device_ms"] / r["train_numpy_dense_ms"]:.2f}x at {r["remaining"]:.1%}'
+            for r in rows]  # fmt: skip
+  print('device step / dense-masked numpy step (≤ 1 wanted; all-dense layers: 1 up to noise):',
+        ', '.join(ratios))  # fmt: skip
   print(f'({time.time() - began:.0f} s)')
 
 

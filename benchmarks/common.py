@@ -84,3 +84,14 @@ def chunked_seconds(trainer, state, keys, *, iterations: int, chunk: int, repeat
     block(state)
 
   return best_of(go, repeats)
+
+
+def interleaved(runs: dict, repeats: int, *, per: int) -> dict[str, float]:
+  """Best ms per step of each run, timed in turns (a shared CPU's load hits them alike)."""
+  best = dict.fromkeys(runs, float('inf'))
+  for _ in range(repeats):
+    for name, go in runs.items():
+      began = time.perf_counter()
+      go()
+      best[name] = min(best[name], time.perf_counter() - began)
+  return {name: 1e3 * seconds / per for name, seconds in best.items()}

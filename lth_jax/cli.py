@@ -6,7 +6,7 @@ usage:
     lth report RUN_DIR
     lth compare RUN_DIR RUN_DIR ... [--labels=a,b,...] --output=DIR
     lth ls [WORKDIR]
-    lth export RUN_DIR --level L [--seed S] [--arm ticket] --output FILE [--force]
+    lth export RUN_DIR --level L [--seed S] [--arm ticket] --output FILE [--compact] [--force]
 
 Run `lth COMMAND --help` for what a command does and its options.
 """
@@ -71,11 +71,13 @@ def export_ticket(args: list[str], log=print) -> Path:
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--arm', default='ticket')
   parser.add_argument('--output', type=Path, required=True)
+  parser.add_argument('--compact', action='store_true')
   parser.add_argument('--force', action='store_true')
   a = parser.parse_args(args)
   return commands.export(
-    a.run_dir, level=a.level, seed=a.seed, arm=a.arm, output=a.output, force=a.force, log=log
-  )
+    a.run_dir, level=a.level, seed=a.seed, arm=a.arm, output=a.output, force=a.force,
+    compact=a.compact, log=log,
+  )  # fmt: skip
 
 
 def _main(argv):

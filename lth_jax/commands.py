@@ -119,9 +119,9 @@ def list_runs(root: Path) -> str:
 
 
 def export(run_dir: Path, *, level: int, seed: int, arm: str, output: Path, force: bool,
-           log=print) -> Path:  # fmt: skip
+           compact: bool = False, log=print) -> Path:  # fmt: skip
   """``lth export``: the ticket of (seed, level, arm) of ``run_dir`` into ``output``."""
-  exported = ticket.export(run_dir, level=level, seed=seed, arm=arm)
+  exported = ticket.export(run_dir, level=level, seed=seed, arm=arm, compact=compact)
   path = ticket.save(exported, output, overwrite=force)
   log(ticket.describe_sizes(exported, path))
   return path

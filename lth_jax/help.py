@@ -49,12 +49,14 @@ options:
 Lists the run directories under WORKDIR (default: --workdir, i.e. runs): config
 name, levels done/total and state (running, finished, stopped, diverged).
 """,
-  'export': """usage: lth export RUN_DIR --level L [--seed S] [--arm ticket] --output FILE [--force]
+  'export': """usage: lth export RUN_DIR --level L [--seed S] [--arm ticket] --output FILE [--compact] [--force]
 
 Writes the ticket a finished run of RUN_DIR started from (its masks and starting
 values θ0 or θk, only the kept weights, with the model, input shape, classes and
 provenance) to FILE, an .npz that numpy alone reads; lth_jax.analyses.ticket.load(FILE)
 gives back (model, params, masks). Prints its size next to the dense parameters'.
+With --compact the removed units and channels are gone: the file holds a smaller
+model of the same family (its widths in the header) with the same logits.
 An existing FILE is kept unless --force; the file is written whole or not at all.
 """,
 }

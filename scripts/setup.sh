@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up lth_jax on a fresh machine: Fashion-MNIST (Debian package) and a
-# virtual environment in .venv with the package, its tests' tools and a Jupyter kernel.
+# virtual environment in .venv with the package, its tests' and docs' tools and a Jupyter kernel.
 # Safe to run again: what is already there is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,6 @@ fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip install -q -e '.[test,docs]'
 .venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 echo "setup: ready (.venv/bin/lth, .venv/bin/python -m pytest)"

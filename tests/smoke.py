@@ -19,6 +19,7 @@ VARIANTS = {
   'init_schemes': ('init_schemes', 'smoke'),
   'transfer': ('transfer', 'smoke'),
   'conv': ('conv', 'smoke'),
+  'structured': ('structured', 'smoke'),
 }
 
 

@@ -64,11 +64,15 @@ def small_ticket(tmp_path, density=0.3):
   return model, ticket.save(t, tmp_path / 'small.npz')
 
 
+MODES = [None, 'dense', 'sparse', ['sparse', 'dense', 'sparse']]  # timed, forced, mixed
+
+
+@pytest.mark.parametrize('modes', MODES)
 @pytest.mark.parametrize('density', [0.3, 0.004])  # BLAS then gather; sampled products
-def test_device_equals_framework_step_by_step(tmp_path, density):
+def test_device_equals_framework_step_by_step(tmp_path, density, modes):
   model, path = small_ticket(tmp_path, density)
   _, params, masks, _ = ticket_file.read(path)
-  trainer = edge_trainer.DeviceTrainer.from_file(path, mean=0.25, std=0.5)
+  trainer = edge_trainer.DeviceTrainer.from_file(path, mean=0.25, std=0.5, modes=modes)
   assert trainer.opt == {'name': 'adam', 'learning_rate': 1.2e-3} and trainer.t == 0  # fresh Adam
   assert len(trainer.inputs) <= 784 - 56 and trainer.layers[1].shape[0] <= 15  # dropped
   task = train.Task(
@@ -92,10 +96,50 @@ def test_device_equals_framework_step_by_step(tmp_path, density):
     for name in want:
       np.testing.assert_allclose(got[name], want[name], rtol=1e-4, atol=2e-6, err_msg=name)
       assert np.all(got[name][~masks[name]] == 0)  # Pruned weights stay exactly zero.
+    assert_pruned_stay_zero(trainer)
+  assert trainer.timed == (modes is None)  # Chosen by timing once, on the first step, or forced.
+  assert trainer.modes == ([modes] * 3 if isinstance(modes, str) else modes or trainer.modes)
+  assert set(trainer.modes) <= set(edge_trainer.MODES)
   moved = got['dense_0/bias'][2] != params['dense_0/bias'][2]
   assert moved == trainer.alive[1][2]  # A live unit without incoming weights trains its bias.
   if density > 0.1:
     assert moved
+
+
+def assert_pruned_stay_zero(trainer):
+  """In dense mode the trained matrices themselves hold exact zeros at every pruned weight."""
+  for mode, kernel, kept in zip(trainer.modes, trainer.kernels, trainer.kept_masks, strict=True):
+    assert (kernel is not None) == (mode == 'dense')
+    if kernel is not None:
+      assert kernel.shape == kept.shape and np.all(kernel[~kept] == 0)
+
+
+def test_modes_are_chosen_once_and_can_be_forced(tmp_path, monkeypatch):
+  _, path = small_ticket(tmp_path, 0.3)
+  chosen = []
+  fastest = edge_trainer._fastest
+  monkeypatch.setattr(
+    edge_trainer, '_fastest', lambda ways: chosen.append(fastest(ways)) or chosen[-1]
+  )
+  trainer = edge_trainer.DeviceTrainer.from_file(path, modes=[None, 'sparse', None])
+  assert trainer.modes == [None, 'sparse', None] and trainer.timed == 0
+  x = np.random.default_rng(0).integers(0, 256, size=(25, 28, 28, 1), dtype=np.uint8)
+  y = np.arange(25) % 10
+  for _ in range(3):
+    trainer.step(x, y)
+    modes = list(trainer.modes)
+    assert trainer.timed == 1 and None not in modes and modes[1] == 'sparse'
+  # Once: layers 0 and 2 each timed both ways, and each sparse layer's weight-gradient product.
+  products = (edge_trainer.sampled_product, edge_trainer.dense_product)
+  assert sum(c in edge_trainer.MODES for c in chosen) == 2
+  assert sum(c in products for c in chosen) == 3 and len(chosen) == 5
+  forced = edge_trainer.DeviceTrainer.from_file(path, modes='dense')
+  forced.step(x, y)
+  assert forced.timed == 0 and forced.modes == ['dense'] * 3
+  with pytest.raises(ValueError, match='modes'):
+    edge_trainer.DeviceTrainer.from_file(path, modes=['dense', 'sparse'])
+  with pytest.raises(ValueError, match='modes'):
+    edge_trainer.DeviceTrainer.from_file(path, modes='csr')
 
 
 SGD = {
@@ -114,14 +158,17 @@ def test_the_schedule_is_the_recipes():
     assert edge_trainer.learning_rate(SGD, count) == pytest.approx(float(schedule(count)))
 
 
-def test_device_follows_warmup_milestones_and_weight_decay(tmp_path):
+@pytest.mark.parametrize('modes', ['dense', 'sparse'])
+def test_device_follows_warmup_milestones_and_weight_decay(tmp_path, modes):
   import ml_collections
 
   from lth_jax.study import from_config
 
   model, path = small_ticket(tmp_path, 0.3)
   _, params, masks, _ = ticket_file.read(path)
-  trainer = edge_trainer.DeviceTrainer(params, masks, optimizer=SGD, mean=0.25, std=0.5)
+  trainer = edge_trainer.DeviceTrainer(
+    params, masks, optimizer=SGD, mean=0.25, std=0.5, modes=modes
+  )
   optimizer = from_config.make_optimizer(ml_collections.ConfigDict(SGD))
   task = train.Task(model=model, optimizer=optimizer, batch_size=25, mean=(0.25,), std=(0.5,))
   state = train.create_state(task, ticket.unflatten(params), {}, ticket.unflatten(masks))
@@ -142,3 +189,27 @@ def test_device_follows_warmup_milestones_and_weight_decay(tmp_path):
       got[f'{name}/kernel'][live], want[f'{name}/kernel'][live], rtol=1e-4, atol=2e-6
     )
     np.testing.assert_allclose(got[f'{name}/bias'][cols], want[f'{name}/bias'][cols], rtol=1e-4)
+  assert_pruned_stay_zero(trainer)  # Weight decay moves no pruned weight either.
+  for name in masks:
+    assert np.all(got[name][~masks[name]] == 0)
+
+
+@pytest.mark.parametrize('optimizer', [{'name': 'adam', 'learning_rate': 1.2e-3}, SGD])
+def test_dense_masked_reference_equals_the_device_trainer(tmp_path, optimizer):
+  """The benchmark's baseline (plain dense numpy, masks multiplied in) trains the same network."""
+  _, path = small_ticket(tmp_path, 0.3)
+  _, params, masks, _ = ticket_file.read(path)
+  kwargs = {'optimizer': optimizer, 'mean': 0.25, 'std': 0.5}
+  reference = edge_trainer.DenseMaskedTrainer(params, masks, **kwargs)
+  trainer = edge_trainer.DeviceTrainer(params, masks, modes='sparse', **kwargs)
+  rng = np.random.default_rng(4)
+  for _ in range(5):
+    x = rng.integers(0, 256, size=(25, 28, 28, 1), dtype=np.uint8)
+    y = rng.integers(0, 10, size=25).astype(np.int32)
+    np.testing.assert_allclose(reference.logits(x), trainer.logits(x), rtol=1e-5, atol=1e-5)
+    assert reference.step(x, y) == pytest.approx(trainer.step(x, y), abs=1e-5)
+  got, want = trainer.dense_params(), reference.dense_params()
+  for i, name in enumerate(trainer.names):  # Dropped units aside (weight decay shrinks them).
+    live = np.ix_(np.flatnonzero(trainer.alive[i]), np.flatnonzero(trainer.alive[i + 1]))
+    np.testing.assert_allclose(got[f'{name}/kernel'][live], want[f'{name}/kernel'][live], atol=2e-6)
+    assert np.all(want[f'{name}/kernel'][~masks[f'{name}/kernel']] == 0)

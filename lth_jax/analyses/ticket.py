@@ -22,8 +22,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from lth_jax.core import compaction, models, rewind
 from lth_jax.core import masks as masks_lib
-from lth_jax.core import models, rewind
 from lth_jax.core import train as train_lib
 from lth_jax.data import ticket_file, tickets
 from lth_jax.errors import DataError, RunError
@@ -43,8 +43,9 @@ class Ticket:
   header: dict[str, Any]
 
   def dense_bytes(self) -> int:
-    """Bytes of the dense parameters (every weight stored, float32)."""
-    return int(sum(v.nbytes for v in self.params.values()))
+    """Bytes of the dense parameters (every weight stored, float32; of the network before
+    compaction for a compacted ticket)."""
+    return int(self.header.get('dense_bytes') or sum(v.nbytes for v in self.params.values()))
 
 
 # ----------------------------------------------------------------------------- flat trees
@@ -102,7 +103,7 @@ def load(path: str | os.PathLike):
     DataError: the file is not a usable ticket file, names no zoo model, or does not fit it.
   """
   header, params, masks, _ = read(path)
-  model = _model(path, header)
+  model = model_of(path, header)
   shape = header.get('input_shape')
   if not isinstance(shape, list) or not all(isinstance(d, int) and 0 < d < 4096 for d in shape):
     raise DataError(f'{path}: input_shape {shape!r} is not a list of sizes; export it again.')
@@ -112,7 +113,8 @@ def load(path: str | os.PathLike):
   return model, unflatten(params), unflatten(masks)
 
 
-def _model(path, header: dict):
+def model_of(path, header: dict):
+  """The zoo model a ticket header names (compacted: with its widths); DataError if none."""
   spec = header.get('model')
   name = spec.get('name') if isinstance(spec, dict) else None
   settings = spec.get('settings') if isinstance(spec, dict) else None
@@ -124,7 +126,17 @@ def _model(path, header: dict):
       raise DataError(f'{path}: model setting {key}={value!r:.40} is not allowed; export it again.')
   if not 2 <= settings.get('num_classes', 10) <= 100_000:
     raise DataError(f'{path}: num_classes={settings["num_classes"]} is out of range.')
-  return models.get_model(name, **settings)
+  model = models.get_model(name, **settings)
+  widths = spec.get('widths')
+  if widths is None:
+    return model
+  producers = {a for a, _ in compaction.unit_links(model)}
+  if not isinstance(widths, dict) or not all(
+    k in producers and isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100_000
+    for k, v in widths.items()
+  ):
+    raise DataError(f'{path}: compacted widths {widths!r:.80} do not fit {name}; export it again.')
+  return compaction.resized(model, widths)
 
 
 def file_bytes(path: str | os.PathLike) -> int:
@@ -142,11 +154,16 @@ def describe_sizes(ticket: Ticket, path: str | os.PathLike) -> str:
 # ----------------------------------------------------------------------------- from a run
 
 
-def export(run_dir: str | os.PathLike, *, level: int, seed: int = 0, arm: str = 'ticket') -> Ticket:
+def export(
+  run_dir: str | os.PathLike, *, level: int, seed: int = 0, arm: str = 'ticket',
+  compact: bool = False,
+) -> Ticket:  # fmt: skip
   """The ticket a finished run of ``run_dir`` started from: (seed, level, arm).
 
   The ticket arm is read from the stored trees alone (no data set is loaded);
   other arms are rebuilt by the study's own starts (``lth_jax.study.starts``).
+  ``compact``: without its removed units and channels (``lth_jax.core.compaction``),
+  a smaller model of the same family; its widths are in the header.
 
   Raises:
     RunError: that run is not finished in ``run_dir`` (the message lists those that are).
@@ -155,9 +172,17 @@ def export(run_dir: str | os.PathLike, *, level: int, seed: int = 0, arm: str = 
   config = workdir.load_config(run_dir)
   row = _summary_row(run_dir, seed, level, arm)
   params, masks, model_state = _start(config, run_dir, seed, level, arm)
+  header = _header(config, row, seed, level, arm)
+  if compact:
+    model = from_config.make_model(config, header['num_classes'])
+    links = from_config.make_plan(config, params).links or compaction.unit_links(model)
+    small = compaction.compact(model, params, masks, model_state, links=links)
+    header['dense_bytes'] = int(sum(np.asarray(v).nbytes for v in jax.tree.leaves(params)))
+    params, masks, model_state = small.params, small.masks, small.model_state
+    header['model']['widths'] = small.widths()
   return Ticket(
     params=flatten(params), masks=flatten(masks), model_state=flatten(model_state),
-    header=_header(config, row, seed, level, arm),
+    header=header,
   )  # fmt: skip
 
 

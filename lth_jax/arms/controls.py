@@ -6,7 +6,8 @@ and changes only params or masks:
 * ``ticket``: ``masks ⊙ θk``, the winning ticket itself.
 * ``reinit``: same masks, fresh random initialization (the ticket's structure
   without its initial values).
-* ``random_prune``: a random mask with the ticket's per-layer counts, on θk.
+* ``random_prune``: a random mask with the ticket's per-layer counts, on θk
+  (of structured plans: the ticket's number of units per layer; ``Plan.random_masks``).
 * ``shuffle``: the ticket's kept values of θk permuted within each layer, mask
   unchanged ("rearranged connections").
 * ``sign_reinit``: fresh magnitudes with the signs of θk (Zhou et al. 2019).
@@ -18,7 +19,6 @@ import jax
 import jax.numpy as jnp
 
 from lth_jax.arms.registry import Arm, Context, register
-from lth_jax.core import pruning
 from lth_jax.core.rewind import rewind
 from lth_jax.core.train import TrainState
 
@@ -33,8 +33,7 @@ def reinit(context: Context, state_k: TrainState, masks, key) -> TrainState:
 
 
 def random_prune(context: Context, state_k: TrainState, masks, key) -> TrainState:
-  del context
-  return rewind(state_k, pruning.random_masks(key, masks))
+  return rewind(state_k, context.plan.random_masks(key, masks))
 
 
 def shuffle_within(key, values, mask):

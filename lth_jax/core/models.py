@@ -85,13 +85,18 @@ class ConvNet(nn.Module):
   dropout: float = 0.0
   conv_impl: str | None = None
 
+  def widths(self) -> tuple[int, ...]:
+    """Output channels of each conv layer."""
+    return tuple(64 * 2**block for block in range(self.num_blocks) for _ in range(2))
+
   @nn.compact
   def __call__(self, x, *, train: bool = False):
+    widths = self.widths()
     for block in range(self.num_blocks):
       for j in range(2):
         conv = _conv(
           self.conv_impl,
-          64 * 2**block,
+          widths[2 * block + j],
           (3, 3),
           padding='SAME',
           kernel_init=glorot_normal,
@@ -142,13 +147,26 @@ class VGG(nn.Module):
     return nn.Dense(self.num_classes, kernel_init=kaiming_normal, name='output')(x)
 
 
+class SlimConvNet(ConvNet):
+  """A ConvNet with its own conv widths: a channel ticket compacted (``core.compaction``)."""
+
+  conv_widths: tuple[int, ...] = ()
+
+  def widths(self) -> tuple[int, ...]:
+    return self.conv_widths
+
+
 class BasicBlock(nn.Module):
-  """Two 3x3 conv + BN; 1x1 strided conv + BN shortcut when the shape changes."""
+  """Two 3x3 conv + BN; 1x1 strided conv + BN shortcut when the shape changes.
+
+  ``inner``: the channels between the two convs (None: ``features``).
+  """
 
   features: int
   strides: int = 1
   bn_init: str = 'ones'
   conv_impl: str | None = None
+  inner: int | None = None
 
   @nn.compact
   def __call__(self, x, *, train: bool):
@@ -163,7 +181,7 @@ class BasicBlock(nn.Module):
       name=name,
     )
     # Explicit padding 1 (not SAME) so stride-2 windows align with torch's.
-    y = conv(self.features, 3, self.strides, 1, 'conv_0')(x)
+    y = conv(self.inner or self.features, 3, self.strides, 1, 'conv_0')(x)
     y = nn.relu(_batch_norm(train, self.bn_init, 'bn_0')(y))
     y = conv(self.features, 3, 1, 1, 'conv_1')(y)
     y = _batch_norm(train, self.bn_init, 'bn_1')(y)
@@ -182,6 +200,11 @@ class ResNet(nn.Module):
   bn_init: str = 'ones'
   conv_impl: str | None = None
 
+  def inner(self, block: int) -> int | None:
+    """The channels inside block ``block`` (counted over stages); None: its width."""
+    del block
+    return None
+
   @nn.compact
   def __call__(self, x, *, train: bool = False):
     if (self.depth - 2) % 6:
@@ -197,11 +220,20 @@ class ResNet(nn.Module):
         strides = 2 if stage > 0 and b == 0 else 1
         block = BasicBlock(
             self.width * 2**stage, strides, self.bn_init, self.conv_impl,
-            name=f'stage{stage}_block{b}',
+            self.inner(stage * blocks_per_stage + b), name=f'stage{stage}_block{b}',
         )  # fmt: skip
         x = block(x, train=train)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, kernel_init=kaiming_normal, name='output')(x)
+
+
+class SlimResNet(ResNet):
+  """A ResNet with its own channels inside each block: a channel ticket compacted."""
+
+  inner_widths: tuple[int, ...] = ()
+
+  def inner(self, block: int) -> int | None:
+    return self.inner_widths[block]
 
 
 # name -> constructor taking ``num_classes`` (and model-specific keywords).

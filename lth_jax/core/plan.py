@@ -39,10 +39,11 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from lth_jax.core import masks as masks_lib
-from lth_jax.core import pools, pruning
+from lth_jax.core import pools, pruning, structured
 from lth_jax.errors import ConfigError
 
 KINDS = ('conv', 'dense', 'output')
@@ -72,6 +73,13 @@ class Plan:
   strategy: str
   leaves: tuple[Leaf, ...]
   treedef: Any = dataclasses.field(compare=False, repr=False)
+  # What a round removes (``core.structured``): 'weight', whole units ('unit' / 'channel':
+  # one rule, a dense layer's units are a conv layer's channels) or 'refill'; the
+  # (producer, consumer) layers whose units are removed with their outgoing weights; at most
+  # N of every M inputs kept (None: no such constraint).
+  granularity: str = 'weight'
+  links: tuple[tuple[str, str], ...] = ()
+  n_m: tuple[int, int] | None = None
 
   def tree(self, values):
     """A pytree like params from one value per leaf (in ``leaves`` order)."""
@@ -116,8 +124,60 @@ class Plan:
 
     Layer-wise: each leaf at its compound rate 1 - (1 - rate)^rounds. Global:
     the leaves with a positive rate pooled into one ranking at the compound of
-    their (shared) rate.
+    their (shared) rate. Structured granularities remove whole units of the chain
+    (``core.structured``); N:M then keeps at most N of every M inputs.
     """
+    if self.granularity in ('unit', 'channel'):
+      return self._prune_units(params, masks, rounds, scores)
+    pruned = self._prune_weights(params, masks, rounds, scores)
+    if self.granularity == 'refill':
+      flat, treedef = jax.tree.flatten(masks)
+      out = structured.refill(treedef.flatten_up_to(pruned), flat, links=self.link_leaves())
+      return treedef.unflatten(out)
+    if self.n_m is None:
+      return pruned
+    ranking = jax.tree.map(jnp.abs, params) if scores is None else scores
+    flat, treedef = jax.tree.flatten(pruned)
+    flat_s = treedef.flatten_up_to(ranking)
+    return treedef.unflatten(
+      [structured.n_m(s, m, *self.n_m) if leaf.kind else m
+       for leaf, s, m in zip(self.leaves, flat_s, flat, strict=True)]
+    )  # fmt: skip
+
+  def random_masks(self, key, masks):
+    """The random-pruning control of ``masks``: the same per-layer counts at random; the
+    same number of units per layer for structured plans; N:M kept for N:M plans."""
+    if self.granularity == 'weight' and self.n_m is None:
+      return pruning.random_masks(key, masks)
+    flat, treedef = jax.tree.flatten(masks)
+    if self.granularity != 'weight':
+      dense = [jnp.ones(m.shape, bool) for m in flat]
+      return treedef.unflatten(structured.random_units(key, flat, dense, links=self.link_leaves()))
+    keys = jax.random.split(key, len(flat))
+    out = []
+    for leaf, k, m in zip(self.leaves, keys, flat, strict=True):
+      if leaf.kind:
+        noise = jax.random.uniform(k, m.shape)
+        allowed = structured.n_m(noise, jnp.ones(m.shape, bool), *self.n_m)
+        m = pools.keep_top(jnp.where(allowed, noise, -1.0), jnp.sum(m, dtype=jnp.int32))
+      out.append(m)
+    return treedef.unflatten(out)
+
+  def link_leaves(self) -> list[tuple[int, int]]:
+    """``links`` as (producer, consumer) indices of their kernels in ``leaves``."""
+    by_layer = {leaf.layer: i for i, leaf in enumerate(self.leaves) if leaf.kind}
+    return [(by_layer[a], by_layer[b]) for a, b in self.links]
+
+  def _prune_units(self, params, masks, rounds, scores):
+    flat, treedef = jax.tree.flatten(masks)
+    out = structured.prune_units(
+      treedef.flatten_up_to(params), flat, links=self.link_leaves(),
+      rates=[pruning.compound_rate(leaf.rate, rounds) for leaf in self.leaves],
+      scores=None if scores is None else treedef.flatten_up_to(scores),
+    )  # fmt: skip
+    return treedef.unflatten(out)
+
+  def _prune_weights(self, params, masks, rounds, scores):
     if self.strategy == 'layerwise':
       compound = jax.tree.map(lambda r: pruning.compound_rate(r, rounds), self.rates())
       return pruning.prune_layerwise(params, masks, rates=compound, scores=scores)
@@ -172,15 +232,22 @@ class Plan:
     lines.append(
       f'prunable weights: {total:,} ({self.strategy.replace("layerwise", "layer-wise")})'
     )
+    if self.granularity != 'weight':
+      links = ', '.join(f'{a} -> {b}' for a, b in self.links)
+      lines.append(f'granularity: {self.granularity}: whole units of {links} (rates: of units)')
+    if self.n_m:
+      lines.append(f'N:M: at most {self.n_m[0]} of every {self.n_m[1]} inputs kept')
     return '\n'.join(lines)
 
   def to_json(self) -> str:
     """plan.json of a run directory: one entry per params leaf."""
-    return json.dumps(
-      [{'layer': f.layer, 'leaf': f.leaf, 'shape': list(f.shape), 'kind': f.kind, 'rate': f.rate}
-       for f in self.leaves],
-      indent=1,
-    )  # fmt: skip
+    leaves = [{'layer': f.layer, 'leaf': f.leaf, 'shape': list(f.shape), 'kind': f.kind,
+               'rate': f.rate} for f in self.leaves]  # fmt: skip
+    if self.granularity == 'weight' and self.n_m is None:
+      return json.dumps(leaves, indent=1)  # The layout of directories made before structure.
+    structure = {'granularity': self.granularity, 'links': [list(k) for k in self.links],
+                 'n_m': list(self.n_m or ())}  # fmt: skip
+    return json.dumps({'leaves': leaves, **structure}, indent=1)
 
 
 def natural_key(name: str) -> list:
@@ -206,6 +273,9 @@ def make_plan(
   output_layer: str | None = AUTO,
   prunable: Callable[[str, Any], bool] | Collection[str] | None = None,
   kinds: Mapping[str, str] | None = None,
+  granularity: str = 'weight',
+  links: Collection[tuple[str, str]] | None = None,
+  n_m: str | tuple[int, int] | None = None,
 ) -> Plan:
   """The pruning plan of a model's params (arrays or shape structs).
 
@@ -221,6 +291,15 @@ def make_plan(
       or a collection of layer names (their leaves with ndim >= 2); default:
       leaves named ``kernel`` with ndim >= 2.
     kinds: {layer name: kind} overriding the default kind of listed layers.
+    granularity: 'weight', 'unit' / 'channel' (whole units of the ``links``'
+      producers, one rule) or 'refill' (``lth_jax.core.structured``). Structured
+      plans are layer-wise; layers that produce no link keep their units (rate 0).
+    links: (producer, consumer) layer pairs, the consumer's inputs being the
+      producer's units (structured plans), e.g.
+      ``structured.chain('dense_0', 'dense_1', 'output')``; ``core.models.unit_links``
+      gives the zoo's.
+    n_m: '2:4' or (2, 4): at most N of every M inputs of each counted kernel kept
+      (granularity 'weight' only).
 
   Raises:
     ConfigError: an unknown strategy/kind/layer, or an output layer that cannot
@@ -251,7 +330,16 @@ def make_plan(
     else:
       r = rate if kind and (kind != 'output' or prune_output) else 0.0
     leaves.append(Leaf(name, layer, tuple(int(d) for d in np.shape(x)), kind, float(r)))
-  return Plan(strategy, tuple(leaves), treedef)
+  if isinstance(n_m, str) or n_m is None:
+    n_m = structured.parse_n_m(n_m or '')
+  else:
+    n_m = structured.parse_n_m(f'{n_m[0]}:{n_m[1]}')
+  links = tuple((str(a), str(b)) for a, b in (links or ()))
+  structured.check_links(granularity, links, n_m, strategy, leaves)
+  if granularity != 'weight':  # Only producers lose units; the rest keep theirs.
+    producers = {a for a, _ in links}
+    leaves = [dataclasses.replace(f, rate=f.rate if f.layer in producers else 0.0) for f in leaves]
+  return Plan(strategy, tuple(leaves), treedef, granularity, links, n_m)
 
 
 def _base_kind(path, leaf, name, layer, prunable) -> str:

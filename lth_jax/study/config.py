@@ -68,6 +68,9 @@ def default_config() -> ml_collections.ConfigDict:
       'rate_output': 0.1, 'rate': 0.2, 'prune_output': False, 'output_layer': 'auto',
   })  # fmt: skip
   c.pruning.criterion = criteria.DEFAULT
+  # Tickets that are really smaller (``lth_jax.core.structured``): what a round removes.
+  c.pruning.granularity = 'weight'
+  c.pruning.n_m = ''
   c.at_init = ml_collections.ConfigDict(dict(at_init.AT_INIT_DEFAULTS))
   c.checkpoint_every = 0
   c.checkpoint_seconds = 60.0
@@ -116,6 +119,8 @@ DEFAULT_ONLY = {
   'ticket': '',
   'data.classes': (),
   'pruning.criterion': criteria.DEFAULT,
+  'pruning.granularity': 'weight',
+  'pruning.n_m': '',
   **{f'at_init.{k}': v for k, v in at_init.AT_INIT_DEFAULTS.items()},
   **{f'lmc.{key}': value for key, value in LMC_DEFAULTS.items()},
   **{f'transfer.{key}': value for key, value in TRANSFER_DEFAULTS.items()},

@@ -14,7 +14,7 @@ import jax
 import lth_jax.arms as arms_lib
 from lth_jax.arms import at_init as at_init_lib
 from lth_jax.arms import sparse
-from lth_jax.core import criteria, models
+from lth_jax.core import compaction, criteria, models
 from lth_jax.core import dst as dst_lib
 from lth_jax.core import rewind as rewind_lib
 from lth_jax.core import train as train_lib
@@ -28,7 +28,7 @@ from lth_jax.training import parallel as parallel_lib
 PRUNING_DEFAULTS = {
   'strategy': 'layerwise', 'iterative': True, 'rate_conv': 0.1, 'rate_dense': 0.2,
   'rate_output': 0.1, 'rate': 0.2, 'prune_output': False, 'output_layer': 'auto',
-  'criterion': criteria.DEFAULT,
+  'criterion': criteria.DEFAULT, 'granularity': 'weight', 'n_m': '',
 }  # fmt: skip
 _PLAN_KEYS = (
   'strategy',
@@ -40,6 +40,9 @@ _PLAN_KEYS = (
   'output_layer',
   'prunable',
   'kinds',
+  'granularity',
+  'n_m',
+  'links',
 )
 
 
@@ -89,9 +92,9 @@ def make_study(
     num_steps: T, the iterations of every training run.
     validation: the number of LAST training examples held out for early
       stopping, or (x, y) arrays.
-    eval_every, batch_size, num_levels, rewind_step, arms, checkpoint_every,
-      checkpoint_seconds, curve_every, parallel, max_parallel_runs,
-      train_eval_size, eval_batch_size: as the config keys of the same names (README).
+    eval_every: as the config key of the same name (docs/reference/config.md), as are
+      batch_size, num_levels, rewind_step, arms, checkpoint_every, checkpoint_seconds,
+      curve_every, parallel, max_parallel_runs, train_eval_size and eval_batch_size.
     seeds: a number of seeds (0, 1, ...) or the seeds themselves.
     pruning: the ``pruning.*`` config keys (strategy, iterative, rate_conv,
       rate_dense, rate_output, rate, prune_output, output_layer), plus
@@ -113,10 +116,10 @@ def make_study(
       (the message names it and the fix).
   """
   prune = {**PRUNING_DEFAULTS, **(pruning or {})}
-  unknown = set(prune) - set(PRUNING_DEFAULTS) - {'prunable', 'kinds'}
+  unknown = set(prune) - set(PRUNING_DEFAULTS) - {'prunable', 'kinds', 'links'}
   if unknown:
     raise ConfigError(
-      f'pruning keys {sorted(unknown)} are unknown; known: {sorted(PRUNING_DEFAULTS)}, prunable, kinds.'
+      f'pruning keys {sorted(unknown)} are unknown; known: {sorted(PRUNING_DEFAULTS)}, prunable, kinds, links.'
     )
   _check_choice('pruning.criterion', prune['criterion'], criteria.CRITERIA)
   settings = _at_init(at_init)
@@ -153,8 +156,10 @@ def make_study(
     variables,
   )
   inputs_lib.labels_fit(logits.shape[-1], data, type(model).__name__)
+  if prune['granularity'] != 'weight' and not prune.get('links'):
+    prune['links'] = compaction.unit_links(model)  # The zoo's; other models name theirs.
   plan = make_plan(variables[0], **{k: prune[k] for k in _PLAN_KEYS if k in prune})
-  if not any(leaf.rate for leaf in plan.leaves) and num_levels:
+  if not any(leaf.rate for leaf in plan.leaves) and plan.n_m is None and num_levels:
     raise ConfigError(
       'the pruning plan prunes nothing (every rate is 0): set a rate, or num_levels=0.'
     )

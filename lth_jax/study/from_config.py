@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import optax
 
-from lth_jax.core import models
+from lth_jax.core import compaction, models
 from lth_jax.core import plan as plan_lib
 from lth_jax.core import train as train_lib
 from lth_jax.data import datasets as data_lib
@@ -73,6 +73,8 @@ def make_plan(config, params_like):
   settings = pruning_settings(config)
   settings.pop('iterative')
   settings.pop('criterion', None)  # What ranks the weights, not which are pruned.
+  if settings.get('granularity', 'weight') != 'weight':
+    settings['links'] = compaction.unit_links(make_model(config, 10))
   return plan_lib.make_plan(params_like, **settings)
 
 

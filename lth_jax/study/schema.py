@@ -14,7 +14,7 @@ import ml_collections
 
 import lth_jax.arms as arms_lib
 from lth_jax.arms import at_init
-from lth_jax.core import criteria, models
+from lth_jax.core import criteria, models, structured
 from lth_jax.data import datasets
 from lth_jax.errors import ConfigError
 from lth_jax.study import rules
@@ -26,6 +26,16 @@ TEST_SIZES = {'mnist': 10_000, 'fashion_mnist': 10_000, 'cifar10': 10_000}
 
 def _is_int(v):
   return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_n_m(v) -> bool:
+  if not isinstance(v, str):
+    return False
+  try:
+    structured.parse_n_m(v)
+  except ConfigError:
+    return False
+  return True
 
 
 def _is_num(v):
@@ -140,6 +150,8 @@ SCHEMA: dict[str, tuple[Callable[[Any], bool], str]] = {
     "'auto' (the layer named output), a layer name, or '' (no output layer)",
   ),
     'pruning.criterion': _choice(set(criteria.CRITERIA)),
+    'pruning.granularity': _choice(set(structured.GRANULARITIES)),
+    'pruning.n_m': (_is_n_m, "'' (none) or N:M with 0 < N < M, e.g. '2:4'"),
     'at_init.samples_per_class': _int(1),
     'at_init.supermask_steps': _int(1),
     'at_init.supermask_lr': ((lambda v: _is_num(v) and 0 < v <= 10), 'a number in (0, 10]'),
