@@ -97,8 +97,10 @@ def make_study(
       curve_every, parallel, max_parallel_runs, train_eval_size and eval_batch_size.
     seeds: a number of seeds (0, 1, ...) or the seeds themselves.
     pruning: the ``pruning.*`` config keys (strategy, iterative, rate_conv,
-      rate_dense, rate_output, rate, prune_output, output_layer), plus
-      ``prunable`` and ``kinds`` (see ``lth_jax.core.plan.make_plan``).
+      rate_dense, rate_output, rate, prune_output, output_layer, criterion,
+      granularity, n_m), plus ``prunable``, ``kinds`` and ``links`` (which layer takes
+      which layer's units as inputs, for structured granularities; the zoo's by
+      default) (see ``lth_jax.core.plan.make_plan``).
     standardize: per-channel standardization (None: for uint8 images only).
     init: re-draw the prunable weights from a scheme of ``models.INITS``.
     rewind_optimizer: 'restore' or 'fresh' (``lth_jax.core.rewind``).
