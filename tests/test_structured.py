@@ -276,3 +276,46 @@ def test_the_speed_benchmark_times_both_ways(smoke_run):
   assert row['widths'] == {'dense_0': 192, 'dense_1': 64}
   assert all(row[k] > 0 for k in ('train_masked', 'train_compact', 'infer_masked', 'infer_compact'))
   assert '| 2 | 61.4% | 192-64 |' in structured_speed.table([row])
+
+
+def test_a_criterion_ranks_units_by_the_sum_of_its_signed_scores():
+  kernels = [jnp.ones((2, 3)), jnp.ones((3, 2))]
+  masks = [jnp.ones((2, 3), bool), jnp.ones((3, 2), bool)]
+  # Unit 0's weights all shrank (-1 each), unit 1's grew (+0.5), unit 2's grew most (+2).
+  scores = [jnp.array([[-1.0, 0.5, 2.0], [-1.0, 0.5, 2.0]]), jnp.zeros((3, 2))]
+  out = structured.prune_units(kernels, masks, links=[(0, 1)], rates=[1 / 3, 0.0], scores=scores)
+  assert units_of(np.asarray(out[0])).tolist() == [False, True, True]
+
+
+def test_a_layer_keeps_at_least_one_unit():
+  masks = [jnp.ones((2, 2), bool), jnp.ones((2, 2), bool)]
+  out = structured.prune_units([jnp.ones((2, 2))] * 2, masks, links=[(0, 1)], rates=[0.8, 0.0])
+  assert int(units_of(np.asarray(out[0])).sum()) == 1
+
+
+def test_n_m_with_a_ranked_criterion_scores_every_layer():
+  model = models.LeNet300100(hidden=(12, 8))
+  params, _ = init(model, (4, 4, 1))
+  plan = make_plan(params, rate_dense=0.0, rate_output=0.0, n_m='2:4')
+  scoring = jax.tree.leaves(plan.scoring_pools())
+  kinds = [leaf.kind for leaf in plan.leaves]
+  assert all(p != -1 for p, kind in zip(scoring, kinds, strict=True) if kind)
+  assert len({p for p, kind in zip(scoring, kinds, strict=True) if kind}) == 3
+
+
+def test_resnet_links_outside_the_blocks_are_refused():
+  model = models.ResNet(depth=8, width=4)
+  with pytest.raises(ConfigError, match='residual'):
+    compaction.check_residual(model, [('stage0_block0/conv_1', 'stage1_block0/conv_0')])
+  compaction.check_residual(model, compaction.unit_links(model))  # The zoo's links pass.
+
+
+def test_links_out_of_feeding_order_are_refused():
+  params, _ = init(models.LeNet300100(hidden=(12, 8)), (5, 5, 1))
+  with pytest.raises(ConfigError, match='order'):
+    make_plan(
+      params,
+      rate_dense=0.2,
+      granularity='unit',
+      links=[('dense_1', 'output'), ('dense_0', 'dense_1')],
+    )

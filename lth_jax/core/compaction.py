@@ -63,6 +63,19 @@ def unit_links(model: nn.Module) -> tuple[tuple[str, str], ...]:
   )
 
 
+def check_residual(model: nn.Module, links) -> None:
+  """Refuses links of a ResNet other than its blocks' inner channels (ConfigError)."""
+  if not isinstance(model, models.ResNet):
+    return
+  allowed = set(unit_links(model))
+  wrong = [tuple(link) for link in links if tuple(link) not in allowed]
+  if wrong:
+    raise ConfigError(
+      f'{_RESIDUAL} These links cannot be removed for real: {wrong}; leave pruning.links unset '
+      'for the zoo ResNet (each block: conv_0 -> conv_1).'
+    )
+
+
 def _blocks(model) -> list[str]:
   per_stage = (model.depth - 2) // 6
   return [f'stage{s}_block{b}' for s in range(3) for b in range(per_stage)]
@@ -119,6 +132,7 @@ def compact(
     ConfigError: a model outside the zoo without ``links`` or ``rebuild``.
   """
   links = tuple(links or unit_links(model))
+  check_residual(model, links)
   flat_p = traverse_util.flatten_dict(_plain(params), sep='/')
   flat_m = traverse_util.flatten_dict(_plain(masks), sep='/')
   flat_s = traverse_util.flatten_dict(_plain(model_state or {}), sep='/')

@@ -101,6 +101,18 @@ class Plan:
       return self.tree(0 if leaf.rate > 0 else pools.FIXED for leaf in self.leaves)
     return self.tree(i if leaf.rate > 0 else pools.FIXED for i, leaf in enumerate(self.leaves))
 
+  def scoring_pools(self):
+    """What a criterion ranks within: IMP's rankings, and with N:M every other counted leaf
+    apart too (its N of every M are chosen by the criterion as well)."""
+    if self.n_m is None:
+      return self.ranking_pools()
+    flat = jax.tree.leaves(self.ranking_pools())
+    extra = len(self.leaves)  # Pool numbers no ranking uses.
+    return self.tree(
+      extra + i if p == pools.FIXED and leaf.kind else p
+      for i, (p, leaf) in enumerate(zip(flat, self.leaves, strict=True))
+    )
+
   def at_init_pools(self):
     """The masks chosen at init: the pruned leaves pooled into one global ranking; the
     output layer ranked alone when the plan prunes it apart (layer-wise) or keeps it
@@ -296,7 +308,7 @@ def make_plan(
       plans are layer-wise; layers that produce no link keep their units (rate 0).
     links: (producer, consumer) layer pairs, the consumer's inputs being the
       producer's units (structured plans), e.g.
-      ``structured.chain('dense_0', 'dense_1', 'output')``; ``core.models.unit_links``
+      ``structured.chain('dense_0', 'dense_1', 'output')``; ``core.compaction.unit_links``
       gives the zoo's.
     n_m: '2:4' or (2, 4): at most N of every M inputs of each counted kernel kept
       (granularity 'weight' only).

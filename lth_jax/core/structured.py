@@ -7,7 +7,7 @@ inputs are the producer's units (a chain ``dense_0 -> dense_1 -> output`` is the
 links (dense_0, dense_1), (dense_1, output)): removing a unit of a producer
 removes its incoming weights (the kernel's column) and its outgoing weights (the
 consumer's inputs from it), so the masked network is exactly a smaller dense
-one (``lth_jax.analyses.compact``). Layers that produce no link keep their units
+one (``lth_jax.core.compaction``). Layers that produce no link keep their units
 (an output layer's are the classes; a ResNet block's last conv's channels are
 tied to the residual sum). Between a conv layer and a dense one a flatten
 of NHWC maps channel ``c`` to the dense inputs ``c, c + C, c + 2C, ...``
@@ -15,7 +15,8 @@ of NHWC maps channel ``c`` to the dense inputs ``c, c + C, c + 2C, ...``
 
 * ``prune_units``: per producer, ``rate`` of the surviving units go:
   those with the smallest norm of their surviving incoming weights
-  (``sqrt(sum |w|^2)``; with a criterion's scores in place of ``|w|``).
+  (``sqrt(sum |w|^2)``; with a criterion, the smallest sum of its scores), at
+  least one unit kept.
 * ``refill``: Chen et al. (ICML 2022), "Coarsening the granularity": after an
   unstructured pruning step, keep in each layer the units holding the most
   surviving weights, as many as hold the layer's surviving weight count
@@ -69,6 +70,12 @@ def unit_norms(values, mask):
   return jnp.sqrt(jnp.sum(flat * flat, axis=0))
 
 
+def unit_sums(scores, mask):
+  """[units]: the sum of each unit's surviving incoming ``scores`` (signed scores stay signed)."""
+  flat = jnp.where(mask, scores, 0).reshape(-1, mask.shape[-1]).astype(jnp.float32)
+  return jnp.sum(flat, axis=0)
+
+
 def restrict(mask, *, units=None, inputs=None):
   """``mask`` without the units not in ``units`` and the inputs not in ``inputs``.
 
@@ -117,9 +124,18 @@ def check_links(granularity, links, n_m, strategy, leaves) -> None:
       f'links name layers that are not prunable layers of the model: {unknown}; '
       f'prunable layers: {", ".join(counted)}.'
     )
-  producers = [a for a, _ in links]
-  if len(set(producers)) != len(producers):
-    raise ConfigError(f'links: a layer feeds one next layer only; got {links}.')
+  producers, consumers = [a for a, _ in links], [b for _, b in links]
+  if len(set(producers)) != len(producers) or len(set(consumers)) != len(consumers):
+    raise ConfigError(
+      f'links: a layer feeds one next layer and takes the units of one layer; got {links}.'
+    )
+  fed_at = {b: i for i, (_, b) in enumerate(links)}
+  late = [a for i, (a, _) in enumerate(links) if fed_at.get(a, -1) > i]
+  if late:
+    raise ConfigError(
+      f'links: list them in the order the layers feed each other; {late} produce units '
+      'before the link that feeds them.'
+    )
   for a, b in links:
     units, (inputs, dense) = counted[a].shape[-1], _inputs(counted[b].shape)
     fits = inputs == units or (dense and len(counted[a].shape) == 4 and inputs % units == 0)
@@ -149,18 +165,26 @@ def prune_units(kernels, masks, *, links, rates, scores=None):
       feed each other; a consumer's inputs are its producer's units.
     rates: per kernel, the fraction of its surviving units to remove (used for
       producers only).
-    scores: None (|w|), or a criterion's scores per kernel, higher kept.
+    scores: None: units ranked by the L2 norm of their surviving incoming weights;
+      else a criterion's scores per kernel (higher kept; possibly signed): units
+      ranked by the sum of their surviving incoming weights' scores.
 
   Returns:
-    The new masks, nested in ``masks``.
+    The new masks, nested in ``masks``; every producer keeps at least one unit.
   """
   out = list(masks)
   for p, c in links:
-    values = jnp.abs(kernels[p]) if scores is None else scores[p]
+    if scores is None:
+      ranking = unit_norms(jnp.abs(kernels[p]), out[p])
+    else:
+      ranking = unit_sums(scores[p], out[p])
     alive = unit_alive(out[p])
     num_alive = jnp.sum(alive, dtype=jnp.int32)
-    num_keep = num_alive - jnp.round(rates[p] * num_alive).astype(jnp.int32)
-    keep = _keep(unit_norms(values, out[p]), alive, num_keep)
+    # A layer keeps at least one unit (a layer without any would cut the network).
+    num_keep = jnp.minimum(
+      num_alive, jnp.maximum(num_alive - jnp.round(rates[p] * num_alive).astype(jnp.int32), 1)
+    )
+    keep = _keep(ranking, alive, num_keep)
     out[p] = restrict(out[p], units=keep)
     out[c] = restrict(out[c], inputs=keep)
   return out
@@ -175,6 +199,15 @@ def refill(pruned, before, *, links):
   ``before`` (after the previous layer's refill), at least one, at most the units
   alive in ``before``; kept units get every incoming weight of ``before`` back.
   Layers that produce no units keep their ``before`` masks, inputs restricted.
+
+  Differences from Chen et al.'s code (VITA-Group/Structure-LTH, ``pruning_utils``):
+  there the count is about ``int(count / fan_in) + 1`` channels over the full
+  fan-in, one channel tied at the threshold is picked at random and the others
+  tied keep their sparse weights, the next layer's inputs from dropped channels
+  are not removed, and the unstructured step is a global L1 ranking of the conv
+  layers. Here every unit is whole or gone (the network is really smaller), its
+  outgoing weights go with it, ties go to the lower index, and the unstructured
+  step is the plan's layer-wise one.
   """
   out = list(before)
   for p, c in links:

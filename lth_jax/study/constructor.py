@@ -158,8 +158,9 @@ def make_study(
     variables,
   )
   inputs_lib.labels_fit(logits.shape[-1], data, type(model).__name__)
-  if prune['granularity'] != 'weight' and not prune.get('links'):
-    prune['links'] = compaction.unit_links(model)  # The zoo's; other models name theirs.
+  if prune['granularity'] != 'weight':
+    prune['links'] = prune.get('links') or compaction.unit_links(model)  # The zoo's by default.
+    compaction.check_residual(model, prune['links'])
   plan = make_plan(variables[0], **{k: prune[k] for k in _PLAN_KEYS if k in prune})
   if not any(leaf.rate for leaf in plan.leaves) and plan.n_m is None and num_levels:
     raise ConfigError(

@@ -246,7 +246,7 @@ class Study:
     prune = programs.pruner(self.plan)
     if self.criterion == criteria.DEFAULT:
       return prune(trained_params, masks, rounds=rounds)
-    pools = self.plan.ranking_pools()
+    pools = self.plan.scoring_pools()
     scores = criteria.scores(self.criterion, trained_params, init_params, masks, pools=pools)
     return prune(trained_params, masks, rounds=rounds, scores=scores)
 
