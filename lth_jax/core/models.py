@@ -245,6 +245,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
   'vgg19': VGG,
   'vgg16': functools.partial(VGG, plan=VGG16_PLAN),
   'resnet20': functools.partial(ResNet, depth=20),
+  # A Conv-2 of 8 and 16 channels and one hidden layer of 64: channel tickets on a CPU.
+  'conv2_small': functools.partial(SlimConvNet, num_blocks=1, conv_widths=(8, 16), hidden=(64,)),
 }
 
 
