@@ -7,7 +7,11 @@ Times a jitted Adam train step run under ``jax.lax.scan`` (batch 60, 32x32x3, ra
 data already on device), counts one step's FLOPs analytically, measures the dense
 float32 matmul rate, and prints the implied floor time per step.
 
-  python benchmarks/bench_conv2.py [--steps 20] [--repeats 5]
+Then a user's Conv-2 (plain ``nn.Conv``, no conv function chosen) trained by the library's
+own step (``train.train_step``): before (``LTH_CONV_IMPL=lax``, XLA:CPU's weight gradient)
+against after (the default on CPU: every plain ``nn.Conv`` on im2col), and their ratio.
+
+  python benchmarks/bench_conv2.py [--steps 20] [--repeats 5] [--only zoo|user]
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ import argparse
 import os
 
 import common
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from lth_jax.core import im2col, models
+from lth_jax.core import train as train_lib
 
 BATCH = 60
 IMAGE = (32, 32, 3)
@@ -67,12 +74,58 @@ def make_train_loop(model, optimizer):
   return train_loop
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--steps', type=int, default=20, help='train steps per scan')
-  parser.add_argument('--repeats', type=int, default=2, help='timed scans (best is kept)')
-  args = parser.parse_args()
+class UserConv2(nn.Module):
+  """Conv-2 as a user writes it: plain ``nn.Conv``, a head of its own name, no ``train``."""
 
+  num_classes: int = CLASSES
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.relu(nn.Conv(64, (3, 3), name='conv_a')(x))
+    x = nn.relu(nn.Conv(64, (3, 3), name='conv_b')(x))
+    x = nn.max_pool(x, (2, 2), strides=(2, 2)).reshape(len(x), -1)
+    x = nn.relu(nn.Dense(256, name='hidden_a')(x))
+    x = nn.relu(nn.Dense(256, name='hidden_b')(x))
+    return nn.Dense(self.num_classes, name='classifier')(x)
+
+
+def user_seconds_per_step(impl: str, steps: int, repeats: int) -> float:
+  """Seconds per ``train.train_step`` of ``UserConv2`` with ``LTH_CONV_IMPL=impl``."""
+  task = train_lib.Task(UserConv2(), optax.adam(2e-4), BATCH)
+  params, model_state = train_lib.init_variables(task.model, jax.random.key(0), IMAGE)
+  state = train_lib.create_state(task, params, model_state)
+  rng = np.random.default_rng(0)
+  xs = jnp.asarray(rng.integers(0, 256, (steps, BATCH, *IMAGE)), jnp.uint8)
+  ys = jnp.asarray(rng.integers(0, CLASSES, (steps, BATCH)), jnp.int32)
+  keys = jax.random.split(jax.random.key(1), steps)
+  body = lambda state, batch: train_lib.train_step(task, state, *batch)
+  loop = jax.jit(lambda state: jax.lax.scan(body, state, (xs, ys, keys)))
+  previous = os.environ.get(im2col.ENV_VAR)
+  os.environ[im2col.ENV_VAR] = impl  # Read when the step is traced.
+  try:
+    loop = loop.lower(state).compile()  # Not timed.
+  finally:
+    if previous is None:
+      del os.environ[im2col.ENV_VAR]
+    else:
+      os.environ[im2col.ENV_VAR] = previous
+  return common.best_of(lambda: common.block(loop(state)), repeats) / steps
+
+
+def user_model(args) -> None:
+  print(
+    f"A user's Conv-2 (plain nn.Conv) through train.train_step, batch {BATCH}, {IMAGE}; "
+    f'load average {os.getloadavg()}:',
+    flush=True,
+  )
+  seconds = {}
+  for impl, label in (('lax', 'before (LTH_CONV_IMPL=lax)'), ('im2col', 'after (default on CPU)')):
+    seconds[impl] = user_seconds_per_step(impl, args.steps, args.repeats)
+    print(f'  {label:28s} {seconds[impl] * 1e3:8.1f} ms/step', flush=True)
+  print(f'  speed-up: {seconds["lax"] / seconds["im2col"]:.1f}x (same run)', flush=True)
+
+
+def zoo_model(args) -> None:
   model = models.get_model('conv2', num_classes=CLASSES, conv_impl='lax')
   params = jax.jit(lambda k: model.init(k, jnp.zeros((1, *IMAGE)), train=False))(jax.random.key(0))[
     'params'
@@ -109,6 +162,18 @@ def main():
       f'measured/floor = {step_seconds / floor:.2f}',
       flush=True,
     )
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--steps', type=int, default=20, help='train steps per scan')
+  parser.add_argument('--repeats', type=int, default=2, help='timed scans (best is kept)')
+  parser.add_argument('--only', choices=('zoo', 'user'), help='one of the two comparisons')
+  args = parser.parse_args()
+  if args.only != 'user':
+    zoo_model(args)
+  if args.only != 'zoo':
+    user_model(args)
 
 
 if __name__ == '__main__':

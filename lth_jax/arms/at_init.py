@@ -124,8 +124,8 @@ def supermask(context: Context, state_k, masks, key):
   model_state, kwargs = state_k.model_state, train_lib.call_kwargs(context.task.model, False)
 
   def loss_fn(params, x_raw, y):
-    logits = context.task.model.apply(
-      {'params': params, **model_state}, context.task.normalize(x_raw), **kwargs
+    logits = train_lib.apply_model(
+      context.task, {'params': params, **model_state}, context.task.normalize(x_raw), **kwargs
     )
     return train_lib.cross_entropy(logits, y)
 

@@ -81,16 +81,16 @@ class Context:
     """``apply(params, x) -> logits``: in eval mode with ``model_state``'s statistics, or with
     ``batch_statistics`` batch norm normalizing by the batch's own (train mode; the updated
     running statistics are dropped, and dropout stays off)."""
-    model = self.task.model
+    task = self.task
     if not (batch_statistics and model_state):
-      kwargs = train_lib.call_kwargs(model, False)
-      return lambda p, x: model.apply({'params': p, **model_state}, x, **kwargs)
-    kwargs = train_lib.call_kwargs(model, True)
+      kwargs = train_lib.call_kwargs(task.model, False)
+      return lambda p, x: train_lib.apply_model(task, {'params': p, **model_state}, x, **kwargs)
+    kwargs = train_lib.call_kwargs(task.model, True)
     rngs = {'dropout': jax.random.key(0)}  # Unused by the zoo's batch-norm nets (no dropout).
 
     def apply(p, x):
-      logits, _ = model.apply(
-        {'params': p, **model_state}, x, mutable=list(model_state), rngs=rngs, **kwargs
+      logits, _ = train_lib.apply_model(
+        task, {'params': p, **model_state}, x, mutable=list(model_state), rngs=rngs, **kwargs
       )
       return logits
 

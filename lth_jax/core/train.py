@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lth_jax.core import augment, models
+from lth_jax.core import augment, im2col, models
 from lth_jax.core import masks as masks_lib
 
 PyTree = Any
@@ -188,16 +188,23 @@ def batch_indices(data_key, first_step, num_steps: int, *, num_examples: int, ba
   return jax.lax.scan(body, no_order(num_examples), steps)[1]
 
 
+def apply_model(task: Task, variables, x, **kwargs):
+  """``task.model.apply(variables, x, **kwargs)`` with the model's plain ``nn.Conv`` on the
+  backend's fast convolution (``im2col.plain_convs``: im2col on CPU unless LTH_CONV_IMPL=lax)."""
+  with im2col.plain_convs():
+    return task.model.apply(variables, x, **kwargs)
+
+
 def _forward(task: Task, params, masks, model_state, x, *, train: bool, dropout_key=None):
   variables = {'params': masks_lib.apply(params, masks), **model_state}
   rngs = {'dropout': dropout_key} if dropout_key is not None else None
   kwargs = call_kwargs(task.model, train)
   if train and model_state:
-    logits, new_state = task.model.apply(
-      variables, x, rngs=rngs, mutable=list(model_state), **kwargs
+    logits, new_state = apply_model(
+      task, variables, x, rngs=rngs, mutable=list(model_state), **kwargs
     )
     return logits, dict(new_state)
-  return task.model.apply(variables, x, rngs=rngs, **kwargs), model_state
+  return apply_model(task, variables, x, rngs=rngs, **kwargs), model_state
 
 
 def cross_entropy(logits, labels):
