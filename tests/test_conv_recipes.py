@@ -196,6 +196,11 @@ CONV_CASES = [  # (input HWC, kernel, strides, padding): every conv shape the mo
   ((10, 10, 5), (3, 3, 5, 7), (1, 1), ((1, 1), (1, 1))),
   ((9, 9, 4), (3, 3, 4, 6), (2, 2), ((1, 1), (1, 1))),
   ((9, 9, 4), (1, 1, 4, 6), (2, 2), ((0, 0), (0, 0))),
+  # Edges of the plain input gradient (padding beyond the kernel, rows never read):
+  ((10, 10, 3), (3, 3, 3, 4), (2, 2), 'VALID'),  # The last row and column unread.
+  ((8, 7, 2), (3, 2, 2, 3), (2, 1), ((2, 0), (0, 3))),  # Padding beyond the kernel (right).
+  ((6, 6, 2), (1, 1, 2, 3), (2, 2), 'SAME'),
+  ((5, 5, 1), (5, 5, 1, 2), (3, 3), ((5, 4), (4, 6))),  # Beyond it on three sides.
 ]
 
 

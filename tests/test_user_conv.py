@@ -164,29 +164,6 @@ def test_unsupported_convs_stay_on_lax(monkeypatch):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize(
-  'hwc,kernel,strides,padding',
-  [
-    ((10, 10, 3), (3, 3, 3, 4), (2, 2), 'VALID'),  # The last row and column unread.
-    ((8, 7, 2), (3, 2, 2, 3), (2, 1), ((2, 0), (0, 3))),  # Padding beyond the kernel (right).
-    ((6, 6, 2), (1, 1, 2, 3), (2, 2), 'SAME'),
-    ((5, 5, 1), (5, 5, 1, 2), (3, 3), ((5, 4), (4, 6))),  # Beyond it on three sides.
-  ],
-)
-def test_im2col_gradients_at_the_edges(hwc, kernel, strides, padding):
-  x = jax.random.normal(jax.random.key(1), (2, *hwc))
-  w = jax.random.normal(jax.random.key(2), kernel)
-  dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, ('NHWC', 'HWIO', 'NHWC'))
-
-  def loss(conv_fn):
-    return lambda x, w: jnp.sum(jnp.sin(conv_fn(x, w, strides, padding, dimension_numbers=dn)))
-
-  ref = jax.jit(jax.grad(loss(jax.lax.conv_general_dilated), argnums=(0, 1)))(x, w)
-  got = jax.jit(jax.grad(loss(im2col.conv_general_dilated), argnums=(0, 1)))(x, w)
-  for a, b in zip(got, ref, strict=True):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-
-
 def test_models_own_convs_and_lax_are_left_alone(monkeypatch):
   monkeypatch.setenv(im2col.ENV_VAR, 'im2col')
   model = models.get_model('conv2', num_classes=3, conv_impl='lax')  # Chosen: stays lax.
