@@ -8,9 +8,11 @@ import textwrap
 
 import jax
 import numpy as np
+import optax
 import pytest
 
 from experiments import lenet300
+from lth_jax.core import models
 from lth_jax.core import train as train_lib
 from lth_jax.study import from_config, levels
 from lth_jax.study.definition import RunKey, seed_keys
@@ -178,3 +180,40 @@ def test_threads_give_exactly_the_sequential_results(fashion_mnist_dir, fashion_
   store = levels.train_levels(study)
   assert store.summary == sequential.summary
   assert [str(c) for c in store.curves] == [str(c) for c in sequential.curves]
+
+
+def test_a_group_of_one_runs_the_plain_program(fashion_mnist):
+  """vmap_runs: a group of one calls the one-run function on the squeezed arguments (no
+  batched program) and returns vmap's shapes; larger groups are jax.vmap's."""
+  seen = []
+
+  def f(a, b):
+    seen.append((a.shape, isinstance(a, jax.core.Tracer)))  # A batch tracer under vmap.
+    return {'sum': a + b, 'first': a[:1]}
+
+  a, b = np.arange(6.0).reshape(2, 3), np.float32(1.0)
+  for n, batched in ((1, False), (2, True)):
+    seen.clear()
+    got = train_lib.vmap_runs(f, in_axes=(0, None))(a[:n], b)
+    assert seen == [((3,), batched)]
+    jax.tree.map(np.testing.assert_array_equal, got, jax.vmap(f, in_axes=(0, None))(a[:n], b))
+  # The training loop of a group of one: one run's numbers (to float tolerance: the two
+  # programs fuse differently), with the run axis.
+  task = train_lib.Task(
+    model=models.get_model('lenet300', num_classes=10), optimizer=optax.adam(1e-3), batch_size=20
+  )
+  data = train_lib.DataArrays(
+    *jax.device_put((fashion_mnist.train_x[:200], fashion_mnist.train_y[:200]))
+  )
+  state = train_lib.initial_state(task, jax.random.key(0), (28, 28, 1))
+  key = jax.random.key(3)
+  plain, plain_loss = jax.jit(train_lib.train_steps, static_argnums=(0, 4))(
+    task, state, data, key, 25
+  )
+  group, group_loss = jax.jit(train_lib.group_train_steps, static_argnums=(0, 4))(
+    task, parallel.stack([state]), data, key[None], 25
+  )
+  np.testing.assert_allclose(group_loss, [plain_loss], rtol=1e-6)
+  for x, y in zip(jax.tree.leaves(group), jax.tree.leaves(plain), strict=True):
+    assert x.shape == (1, *y.shape)
+    np.testing.assert_allclose(x[0], y, rtol=1e-4, atol=1e-6)

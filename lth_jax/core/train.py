@@ -267,14 +267,35 @@ def train_steps(task: Task, state: TrainState, train: DataArrays, data_key, num_
   return state, jnp.mean(losses)
 
 
+def vmap_runs(fn: Callable, in_axes=0) -> Callable:
+  """``jax.vmap(fn, in_axes)`` over a group of runs (``in_axes``: 0 or None per argument).
+
+  A group of one calls ``fn`` itself on the squeezed arguments and adds the run axis to its
+  results: vmap's shapes, one run's program. (Vmapped over one run, XLA:CPU computed the weight
+  gradients transposed and the optimizer read them strided, every step:
+  ``benchmarks/bench_parallel.py`` measures the one-network cost.)"""
+  batched = jax.vmap(fn, in_axes=in_axes)
+
+  def call(*args):
+    axes = in_axes if isinstance(in_axes, tuple) else (in_axes,) * len(args)
+    mapped = [a for a, axis in zip(args, axes, strict=True) if axis is not None]
+    if {leaf.shape[0] for leaf in jax.tree.leaves(mapped)} != {1}:
+      return batched(*args)
+    squeeze = lambda tree: jax.tree.map(lambda x: x[0], tree)
+    one = fn(*(a if axis is None else squeeze(a) for a, axis in zip(args, axes, strict=True)))
+    return jax.tree.map(lambda x: x[None], one)
+
+  return call
+
+
 def group_train_steps(task: Task, states: TrainState, train: DataArrays, data_keys, num_steps: int):
   """``train_steps`` of a group of runs stacked on axis 0, all at the same step (the LMC
   pair, a level's runs). The data order's epoch is decided once for the group, so a new
   epoch's order is drawn once per epoch, not (as ``vmap`` of ``train_steps`` would, its
   condition being batched) at every step; the numbers are those of ``vmap(train_steps)``."""
   n = train.x.shape[0]
-  refresh = jax.vmap(lambda key, epoch: epoch_order(key, epoch, n), in_axes=(0, None))
-  step_fn = jax.vmap(functools.partial(train_step, task))
+  refresh = vmap_runs(lambda key, epoch: epoch_order(key, epoch, n), in_axes=(0, None))
+  step_fn = vmap_runs(functools.partial(train_step, task))
   first = states.step[0]
 
   def body(carry, i):
@@ -283,7 +304,7 @@ def group_train_steps(task: Task, states: TrainState, train: DataArrays, data_ke
       orders, lambda e: refresh(data_keys, e), first + i, num_examples=n,
       batch_size=task.batch_size,
     )  # fmt: skip
-    keys = jax.vmap(jax.random.fold_in)(data_keys, states.step)
+    keys = vmap_runs(jax.random.fold_in)(data_keys, states.step)
     states, loss = step_fn(states, train.x[idx], train.y[idx], keys)
     return (states, orders), loss
 
@@ -362,7 +383,7 @@ def compiled(task: Task, *, vmapped: bool) -> tuple[Callable, Callable]:
   evals = functools.partial(evaluate_all, task)
   if vmapped:
     steps = functools.partial(group_train_steps, task)
-    evals = jax.vmap(evals, in_axes=(0, None))
+    evals = vmap_runs(evals, in_axes=(0, None))
   return (
     jax.jit(steps, static_argnums=3, donate_argnums=0),
     jax.jit(evals),

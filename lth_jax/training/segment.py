@@ -75,7 +75,8 @@ def train_chunk(
   refresh = lambda key, epoch: train_lib.epoch_order(key, epoch, n)
   fold = jax.random.fold_in
   if vmapped:
-    step_fn, refresh, fold = jax.vmap(step_fn), jax.vmap(refresh, in_axes=(0, None)), jax.vmap(fold)
+    vmap = train_lib.vmap_runs
+    step_fn, refresh, fold = vmap(step_fn), vmap(refresh, in_axes=(0, None)), vmap(fold)
 
   def body(carry, i):
     states, orders = carry
@@ -131,7 +132,7 @@ def evaluate_full(task, params, model_state, masks, splits, *, vmapped: bool):
 
 def _evaluate(task, states, split, vmapped: bool):
   fn = lambda s: train_lib.evaluate(task, s, split)
-  return jax.vmap(fn)(states) if vmapped else fn(states)
+  return train_lib.vmap_runs(fn)(states) if vmapped else fn(states)
 
 
 def _read(task, states, splits, read, like, vmapped):
