@@ -11,6 +11,7 @@ import pytest
 
 from experiments.lenet300 import PAPER
 from lth_jax import report
+from lth_jax.report import figures
 from lth_jax.study import checkpoint
 
 SEEDS = (0, 1)
@@ -305,3 +306,17 @@ def test_empty_directory(tmp_path):
   assert index.is_file() and _images(index) == []
   assert 'summary.csv is missing' in index.read_text()
   assert (tmp_path / 'report' / 'report.md').is_file()
+
+
+def test_remaining_axis_labels_never_crowd():
+  """Two runs of nearly the same sparsity share a label; an IMP schedule keeps every label
+  up to 12; the densest and the sparsest are always labelled."""
+  assert figures.remaining_ticks([1, 0.513, 0.49, 0.484, 0.243, 0.24, 0.1]) == [1, 0.484, 0.24, 0.1]
+  schedule = [round(0.8**k, 6) for k in range(9)]
+  assert figures.remaining_ticks(schedule) == schedule
+  long = [round(0.8**k, 6) for k in range(17)]
+  ticks = figures.remaining_ticks(long)
+  assert ticks[0] == 1 and ticks[-1] == long[-1] and len(ticks) <= 12
+  gaps = np.diff(np.log(ticks[::-1]))
+  assert gaps.min() >= np.log(1 / long[-1]) / 12 * 0.999
+  assert figures.remaining_ticks([0.5]) == [0.5] and figures.remaining_ticks([]) == []

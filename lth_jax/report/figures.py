@@ -50,13 +50,27 @@ def save(fig: Figure, path: Path) -> str:
   return path.name
 
 
+def remaining_ticks(fractions: Iterable[float], most: int = 12) -> list[float]:
+  """The labelled fractions of a weights-remaining axis, densest first: at most ``most``, at
+  least 1/``most`` of the axis's log span apart (runs of nearly equal sparsity share a label),
+  the sparsest and the densest always kept."""
+  ticks = sorted({round(float(f), 6) for f in fractions if f > 0})
+  if len(ticks) < 2:
+    return ticks
+  gap = math.log(ticks[-1] / ticks[0]) / most
+  kept = [ticks[0]]
+  for t in ticks[1:]:
+    if math.log(t / kept[-1]) >= gap * 0.999:
+      kept.append(t)
+  if kept[-1] != ticks[-1]:  # The densest replaces a label too close to it.
+    kept[-1 if len(kept) > 1 else 1 :] = [ticks[-1]]
+  return kept[::-1]
+
+
 def remaining_axis(ax, fractions: Iterable[float]):
   """Log x axis of weights remaining, reversed so sparsity grows to the right."""
-  ticks = sorted({round(float(f), 6) for f in fractions if f > 0}, reverse=True)
+  ticks = remaining_ticks(fractions)
   ax.set_xscale('log')
-  if len(ticks) > 12:  # Thin labels so they never overlap; keep the sparsest.
-    step = math.ceil(len(ticks) / 12)
-    ticks = ticks[::-1][::step][::-1]
   ax.set_xticks(ticks, [pct_label(t) for t in ticks], rotation=45 if len(ticks) > 8 else 0)
   ax.xaxis.set_minor_locator(NullLocator())
   ax.set_xlim(max(ticks) * 1.15, min(ticks) / 1.15)
