@@ -1,13 +1,22 @@
+import atexit
 import os
+import shutil
 import tempfile
 
 import jax
 import pytest
 
+from lth_jax import commands
+
 jax.config.update('jax_numpy_rank_promotion', 'raise')
 # `lth` keeps compiled programs in $LTH_CACHE_DIR: one directory for this test session (and
 # the processes it starts), not the user's ~/.cache.
-os.environ.setdefault('LTH_CACHE_DIR', tempfile.mkdtemp(prefix='lth_test_cache_'))
+if 'LTH_CACHE_DIR' not in os.environ:
+  os.environ['LTH_CACHE_DIR'] = tempfile.mkdtemp(prefix='lth_test_cache_')
+  atexit.register(shutil.rmtree, os.environ['LTH_CACHE_DIR'], ignore_errors=True)
+# The tests' own process keeps them there too: a program another test (or module) compiled
+# is read back instead of compiled again.
+commands.use_compilation_cache()
 
 
 _COMPILED: list[str] = []
@@ -16,6 +25,8 @@ _COMPILED: list[str] = []
 def _record_compile(event, duration, fun_name='', **kwargs):
   if event == '/jax/core/compile/backend_compile_duration':
     _COMPILED.append(fun_name)
+  elif event == '/jax/compilation_cache/cache_retrieval_time_sec':  # Compiled by another test.
+    _COMPILED.append('<read from the compilation cache>')
 
 
 jax.monitoring.register_event_duration_secs_listener(_record_compile)
