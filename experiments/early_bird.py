@@ -17,8 +17,7 @@ Variants:
   lenet300: LeNet-300-100 on Fashion-MNIST, Adam 1.2e-3, batch 60, T = 3,000
     iterations evaluated every 100 (30 masks per level), 4 levels of two of the
     paper's rounds each (64%, 42%, 27% and 17% of the weights remaining), arms
-    ticket, early_bird, random_prune, 3 seeds. Measured: see README ("When the
-    ticket appears").
+    ticket, early_bird, random_prune, 3 seeds. Measured: docs/studies/early-bird.md.
   smoke: a few hundred examples, 60 iterations evaluated every 10, a window of 3,
     2 levels; seconds, for tests.
 """

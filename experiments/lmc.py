@@ -29,7 +29,8 @@ Variants:
     lenet300.py's main job (T = 5,000 iterations, k = 0) over all 16 levels (2.8%
     of the weights left), ``lmc.successive``: the path from each level's trained
     network projected on the next level's mask to the next level's trained
-    network, 31 points, 3 seeds. Measured: see README ("Consecutive levels").
+    network, 31 points, 3 seeds. Measured: docs/studies/lmc.md
+    ("Consecutive levels").
   smoke: lenet300.py's smoke (a few hundred Fashion-MNIST images), 40 iterations,
     k in (0, 20), levels 0 and 1, 3 points on the path; seconds, for tests.
 """

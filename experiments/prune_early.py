@@ -18,7 +18,7 @@ Variants (``get_config(variant)``):
     evaluation every 250, 7 levels of two of the paper's rounds each (36% of
     hidden / 19% of output survivors per level: 4.5% remaining at level 7),
     supermasks learned for 1,000 iterations, 3 seeds: 150 trained runs, about
-    an hour on 2 busy CPU cores. Measured: see README ("Pruning early").
+    an hour on 2 busy CPU cores. Measured: docs/studies/pruning-early.md.
   conv2: Conv-2 on CIFAR-10 with the paper's recipe, 10 levels of two rounds.
   resnet20: ResNet-20 on CIFAR-10, rewinding to 1,000, global pruning of 36%
     per level, 10 levels.
@@ -27,7 +27,8 @@ Variants (``get_config(variant)``):
     each layer (``<source>/shuffle``) and its weights reinitialized
     (``<source>/reinit``) beside the ticket's ``shuffle`` and ``reinit``, 16 arms;
     4 levels of three of the paper's rounds each (51%, 26%, 13% and 6.9% of the
-    weights remaining), 3 seeds. Measured: see README ("Which part of a mask matters").
+    weights remaining), 3 seeds. Measured: docs/studies/pruning-early.md
+    ("Which part of a mask matters").
   smoke: a few hundred examples and iterations, one level; seconds, for tests.
 """
 

@@ -82,7 +82,8 @@ def default_config() -> ml_collections.ConfigDict:
   # Sparse from the start (``lth_jax.arms.sparse``): how static, set and rigl masks are drawn
   # and move.
   c.dst = ml_collections.ConfigDict(dict(sparse.DST_DEFAULTS))
-  # Tickets that travel (README): a ticket file to start pruned levels from, a class subset.
+  # Tickets that travel (docs/guides/tickets-that-travel.md): a ticket file to start pruned
+  # levels from, a class subset.
   c.ticket = ''
   c.data.classes = ()
   return c

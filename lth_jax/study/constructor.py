@@ -1,7 +1,8 @@
 """``make_study``: a study from any Flax module, data as arrays and the settings, every one checked.
 
-The settings have the names of the config keys (README); ``lth_jax.study.from_config.from_config``
-calls this with a config's values, a notebook calls it directly.
+The settings have the names of the config keys (docs/reference/config.md);
+``lth_jax.study.from_config.from_config`` calls this with a config's values, a notebook calls it
+directly.
 """
 
 from __future__ import annotations
