@@ -2,6 +2,7 @@
 schema, its code blocks run (or tested elsewhere, word for word), its figures small and traced to
 the commands that made them."""
 
+import functools
 import importlib
 import importlib.util
 import os
@@ -166,7 +167,10 @@ def test_a_block_run_or_tested_elsewhere_is_there_word_for_word():
 # ---------------------------------------------------------------------------- figures
 IMAGE = re.compile(r'^!\[[^\]]*\]\(([^)]+\.png)\)\n\n((?:.+\n)+)', re.M)
 RUN_DIR = re.compile(r'`([a-z][\w-]*)-([0-9a-f]{10})`')
-COMMAND = re.compile(r'lth run --config=experiments/(\w+)\.py(?::([\w-]+))?')
+COMMAND = re.compile(
+  r'lth run --config=experiments/(\w+)\.py(?::([\w-]+))?((?:\s*\\?\s+--config\.[\w.]+=[^\s`]+)*)'
+)
+OVERRIDE = re.compile(r'--config\.([\w.]+)=([^\s`]+)')
 
 
 def figures():
@@ -193,9 +197,14 @@ def test_every_figure_names_the_command_and_run_that_made_it():
     commands = COMMAND.findall(caption) or COMMAND.findall(page.read_text())
     assert runs and commands, image
     made = set()
-    for module, variant in commands:
+    for module, variant, overrides in commands:
       recipe = importlib.import_module(f'experiments.{module}')
       config = recipe.get_config(variant) if variant else recipe.get_config()
+      for key, value in OVERRIDE.findall(overrides):  # --config.key=value, as the command line.
+        *parents, leaf = key.split('.')
+        node = functools.reduce(getattr, parents, config)
+        kind = type(getattr(node, leaf))
+        setattr(node, leaf, value == 'true' if kind is bool else kind(value))
       made.add((config.name, config_lib.study_hash(config)))
     assert set(runs) <= made, (image, runs, made)
 
