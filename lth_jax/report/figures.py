@@ -51,9 +51,9 @@ def save(fig: Figure, path: Path) -> str:
 
 
 def remaining_ticks(fractions: Iterable[float], most: int = 12) -> list[float]:
-  """The labelled fractions of a weights-remaining axis, densest first: at most ``most``, at
-  least 1/``most`` of the axis's log span apart (runs of nearly equal sparsity share a label),
-  the sparsest and the densest always kept."""
+  """The labelled fractions of a weights-remaining axis, densest first: at least 1/``most`` of
+  the axis's log span apart, so at most ``most`` + 1 (runs of nearly equal sparsity share a
+  label), the sparsest and the densest always kept."""
   ticks = sorted({round(float(f), 6) for f in fractions if f > 0})
   if len(ticks) < 2:
     return ticks
@@ -62,8 +62,7 @@ def remaining_ticks(fractions: Iterable[float], most: int = 12) -> list[float]:
   for t in ticks[1:]:
     if math.log(t / kept[-1]) >= gap * 0.999:
       kept.append(t)
-  if kept[-1] != ticks[-1]:  # The densest replaces a label too close to it.
-    kept[-1 if len(kept) > 1 else 1 :] = [ticks[-1]]
+  kept[-1] = ticks[-1]  # The densest replaces a label too close to it, never the sparsest.
   return kept[::-1]
 
 
